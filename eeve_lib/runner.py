@@ -1,0 +1,300 @@
+"""The batch runner: execute the chapters headless with papermill, in ``_toc.yml`` order.
+
+``eeve run --profile P`` injects ``profile``, ``run_dir``, ``device``, ``seed`` and ``overrides``
+into each chapter's ``parameters`` cell, keeps every executed notebook and its log under
+``runs/<P>/executed/``, stops at the first failure with a message naming the chapter, the cell and
+the log, and writes ``runs/<P>/report.json`` (per chapter: status, wall time, peak memory, device;
+for the run: git commit, package versions, data-manifest hashes). ``--resume`` skips chapters that
+completed with unchanged inputs (library, chapter, profile and data hashes). Shown in the
+introduction; the report becomes the book's "Reproducibility status" page.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from . import atomic
+from .errors import EeveError
+from .paths import run_paths
+from .profiles import PROJECT_ROOT, load_profile
+
+BOOK_DIR = PROJECT_ROOT / "book"
+TOC = PROJECT_ROOT / "_toc.yml"
+REPORT_VERSION = 1
+PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "papermill", "jupyter-book",
+            "matplotlib", "numpy", "konlpy")
+
+
+class ChapterFailed(EeveError):
+    """A chapter raised, or its kernel died; the message names the chapter, cell and log."""
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load(TOC.read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc)
+    return files
+
+
+def chapters_in_order() -> list[str]:
+    """Chapter names (notebook stems) in ``_toc.yml`` order."""
+    names = []
+    for f in _toc_files():
+        p = PROJECT_ROOT / f
+        if p.with_suffix(".ipynb").is_file():
+            names.append(p.stem)
+    return names
+
+
+def select_chapters(requested: Sequence[str] | None) -> list[str]:
+    """Resolve names or number prefixes ("03", "3", "03_embedding_init") to chapters, in order."""
+    all_chapters = chapters_in_order()
+    if not requested:
+        return all_chapters
+    chosen = set()
+    for r in requested:
+        matches = [c for c in all_chapters if c == r or c.split("_", 1)[0] == r.zfill(2)]
+        if not matches:
+            raise EeveError(f"Unknown chapter {r!r}. Chapters: {', '.join(all_chapters)}.")
+        chosen.update(matches)
+    return [c for c in all_chapters if c in chosen]
+
+
+def git_commit() -> dict[str, Any]:
+    """The checkout's commit and whether its tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip() != ""
+    return {"commit": head.stdout.strip(), "dirty": dirty}
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _tree_hash(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.relative_to(PROJECT_ROOT).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _chapter_source_hash(path: Path) -> str:
+    """Hash of a notebook's cell sources only (not metadata), so saving it in Jupyter changes nothing."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    text = json.dumps([(c["cell_type"], "".join(c["source"])) for c in nb["cells"]])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def input_hashes(profile, chapter: str, parameters: dict[str, Any]) -> dict[str, str]:
+    """What a chapter's result depends on: library, chapter, profile (with overrides) and data."""
+    from .corpora import MANIFEST_DIR
+
+    return {
+        "library": _tree_hash(list((PROJECT_ROOT / "eeve_lib").glob("*.py"))),
+        "chapter": _chapter_source_hash(BOOK_DIR / f"{chapter}.ipynb"),
+        "profile": profile.hash(),
+        "data": _tree_hash([MANIFEST_DIR / f"{profile.data.manifest}.yaml"]),
+        "parameters": hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16],
+    }
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {}
+
+
+def check_commit(report: dict[str, Any], where: Path) -> str | None:
+    """A warning when ``report`` was written at another commit than the checkout's."""
+    recorded = (report.get("git") or {}).get("commit")
+    current = git_commit()["commit"]
+    if recorded and current and recorded != current:
+        message = (f"{where} was produced at commit {recorded[:12]}, but this checkout is at {current[:12]}: "
+                   f"its results may not match the code you see.")
+        warnings.warn(message)
+        return message
+    return None
+
+
+class _PeakMemory:
+    """Peak resident memory of this process's children (the kernel), polled in a thread."""
+
+    def __init__(self, interval: float = 0.5):
+        import psutil
+
+        self._proc = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(interval,), daemon=True)
+
+    def _poll(self, interval: float) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for child in self._proc.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _describe_failure(exc: BaseException, chapter: str, log: Path, executed: Path) -> str:
+    import papermill
+
+    if isinstance(exc, papermill.PapermillExecutionError):
+        # exec_count is the cell's execution count; cell_index is the position in the notebook
+        what = f"in cell {exc.cell_index} (execution {exc.exec_count}): {exc.ename}: {exc.evalue}"
+    elif type(exc).__name__ == "DeadKernelError":
+        what = "because its kernel died (out of memory, or a crash in native code)"
+    else:
+        what = f"with {type(exc).__name__}: {exc}"
+    return (f"Chapter {chapter} failed {what}.\n  Log: {log}\n  Partly executed notebook: {executed}\n"
+            f"  Chapters that completed before it are kept; fix the problem and re-run with --resume.")
+
+
+def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume: bool = False, run_dir=None,
+             device: str | None = None, seed: int | None = None, overrides: dict[str, Any] | None = None,
+             fresh: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Execute chapters with papermill and write ``report.json``; see the module docstring."""
+    import papermill
+
+    overrides = dict(overrides or {})
+    if device:
+        overrides["device"] = device
+    if seed is not None:
+        overrides["seed"] = seed
+    profile = load_profile(profile_name, overrides)  # validates the profile name and overrides first
+    selected = select_chapters(chapters)
+    paths = run_paths(profile, run_dir)
+    if fresh and paths.root.exists():
+        shutil.rmtree(paths.root)
+    report = load_report(paths.report)
+    check_commit(report, paths.report)
+    order = chapters_in_order()
+    done = {c for c, r in (report.get("chapters") or {}).items() if r.get("status") == "completed"}
+    first = order.index(selected[0])
+    missing = [c for c in order[:first] if c not in done and c not in selected]
+    if missing:
+        raise EeveError(
+            f"Chapter {selected[0]} needs the earlier chapters of profile {profile.name!r}, and "
+            f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} not run in {paths.root}. Run them first "
+            f"(eeve run --profile {profile.name} --chapters {' '.join(missing)}), or run without --chapters."
+        )
+    from .corpora import manifest_records
+    from .runtime import describe_hardware
+
+    parameters = {"profile": profile_name, "run_dir": str(paths.root), "device": device, "seed": seed,
+                  "overrides": json.dumps(overrides, sort_keys=True)}
+    report.update({
+        "version": REPORT_VERSION,
+        "profile": profile.name,
+        "run_dir": str(paths.root),
+        "git": git_commit(),
+        "packages": package_versions(),
+        "hardware": describe_hardware(),
+        "data": manifest_records(profile),
+        "parameters": parameters,
+    })
+    report.setdefault("chapters", {})
+    paths.executed.mkdir(parents=True, exist_ok=True)
+    atomic.remove_stale_temporaries(paths.root)
+    for chapter in selected:
+        hashes = input_hashes(profile, chapter, parameters)
+        previous = report["chapters"].get(chapter, {})
+        executed = paths.executed / f"{chapter}.ipynb"
+        log = paths.executed / f"{chapter}.log"
+        if resume and previous.get("status") == "completed" and previous.get("inputs") == hashes and executed.is_file():
+            if progress:
+                print(f"[eeve] {chapter}: unchanged, skipped (--resume)")
+            continue
+        if progress:
+            print(f"[eeve] {chapter}: running at profile {profile.name} ...", flush=True)
+        started = time.time()
+        partial = executed.with_name(f".{chapter}.running.ipynb")
+        status, error = "completed", None
+        with _PeakMemory() as memory, open(log, "w", encoding="utf-8") as log_file:
+            try:
+                papermill.execute_notebook(
+                    str(BOOK_DIR / f"{chapter}.ipynb"), str(partial), parameters=parameters,
+                    kernel_name="python3", cwd=str(BOOK_DIR), progress_bar=False, log_output=False,
+                    stdout_file=log_file, stderr_file=log_file, request_save_on_cell_execute=False,
+                )
+            except BaseException as exc:  # noqa: BLE001 - reported, then re-raised as ChapterFailed
+                status, error = "failed", exc
+        if status == "completed":
+            os.replace(partial, executed)
+        else:
+            failed_copy = executed.with_name(f"{chapter}.failed.ipynb")
+            if partial.exists():
+                os.replace(partial, failed_copy)
+        record = {
+            "status": status,
+            "wall_seconds": round(time.time() - started, 1),
+            "peak_memory_mb": round(memory.peak / 2**20, 1),
+            "device": device or profile.device,
+            "inputs": hashes,
+            "executed": str(executed.relative_to(paths.root)),
+            "log": str(log.relative_to(paths.root)),
+            "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        if error is not None:
+            record["error"] = _describe_failure(error, chapter, log, executed.with_name(f"{chapter}.failed.ipynb"))
+        report["chapters"][chapter] = record
+        report["finished_at"] = record["finished_at"]
+        atomic.write_json(paths.report, report)
+        if error is not None:
+            if isinstance(error, KeyboardInterrupt):
+                raise error
+            raise ChapterFailed(record["error"]) from None
+        if progress:
+            print(f"[eeve] {chapter}: done in {record['wall_seconds']} s, peak memory {record['peak_memory_mb']} MB",
+                  flush=True)
+    return report

@@ -1,0 +1,68 @@
+"""Step 10: the seven training stages of EEVE, as data.
+
+Each stage says which rows of the input embedding, which rows of the output embedding (the
+language-model head, with its bias) and whether the transformer body train. "new" rows are those
+of the added tokens; "all" rows are every real token's (base and new). Rows beyond the tokenizer
+are padding and never train. A schedule is a list of stages with budgets, read from the profile,
+so a custom subset (say stages 1, 2 and 6) is a one-line change. Shown in chapter 04.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Rows = Literal["none", "new", "all"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What trains in one stage."""
+
+    number: int
+    name: str
+    input_rows: Rows
+    output_rows: Rows
+    transformer: bool
+
+    @property
+    def needs_body_backward(self) -> bool:
+        """Whether gradients must flow back through the transformer (to input rows or body)."""
+        return self.transformer or self.input_rows != "none"
+
+
+STAGES: dict[int, Stage] = {
+    1: Stage(1, "new input embeddings", "new", "none", False),
+    2: Stage(2, "new output embeddings", "none", "new", False),
+    3: Stage(3, "new input and output embeddings", "new", "new", False),
+    4: Stage(4, "all output embeddings", "none", "all", False),
+    5: Stage(5, "new input and all output embeddings", "new", "all", False),
+    6: Stage(6, "all parameters", "all", "all", True),
+    7: Stage(7, "all but the embeddings", "none", "none", True),
+}
+
+# Ablation arms: one stage repeated for the whole budget of the seven-stage schedule.
+ABLATION_SCHEDULES: dict[str, int] = {
+    "full_finetune": 6,   # one stage of full fine-tuning
+    "embeddings_only": 3,  # only the new input and output embeddings, base model untouched
+}
+
+
+def get_stage(number: int) -> Stage:
+    """The stage with this number; a clear error for any other."""
+    from .errors import TrainingError
+
+    if number not in STAGES:
+        raise TrainingError(f"Unknown stage {number!r}. Valid stages: "
+                            + ", ".join(f"{s.number} ({s.name})" for s in STAGES.values()) + ".")
+    return STAGES[number]
+
+
+def trainable_counts(stage: Stage, *, n_base: int, n_new: int, hidden: int, body_params: int,
+                     output_bias: bool = True) -> dict[str, int]:
+    """Trainable parameters per block in ``stage`` (chapter 04's table)."""
+    rows = {"none": 0, "new": n_new, "all": n_base + n_new}
+    inp = rows[stage.input_rows] * hidden
+    out = rows[stage.output_rows] * (hidden + (1 if output_bias else 0))
+    body = body_params if stage.transformer else 0
+    return {"input_embedding": inp, "output_embedding": out, "transformer": body, "total": inp + out + body}

@@ -1,0 +1,166 @@
+"""Step 3: the target tokenizer = the base tokenizer + the candidates, through BPE itself.
+
+Each new token becomes a vocabulary entry *and* the merges that produce it, appended after every
+base merge. Because base merges always rank first, a word is first segmented exactly as the base
+tokenizer segments it, and only then do the new merges apply. A merge chain copied from the
+intermediate tokenizer could therefore never fire (its pieces do not exist after the base merges
+ran); instead each candidate's merges are derived from the segmentation that the tokenizer built
+so far gives it. Shorter candidates come first so that longer ones build on them; a candidate of
+k pieces needs k-1 merges, and the k-2 partial results are *support* tokens (often the first two
+bytes of a Hangul syllable, shared by 64 syllables). Base ids are unchanged; new ids continue after
+the base tokenizer's last id. Shown in chapters 01 and 02.
+
+The added-special-token alternative (``tokenizer.add_tokens``), which bypasses the BPE model and
+matches inside words, is :func:`added_tokens_tokenizer`, used only as a comparison in chapter 02.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .errors import TokenizerError
+from .intermediate_tokenizer import check_supported, with_nfc
+
+
+def _merge_pairs(model: dict) -> list[tuple[str, str]]:
+    pairs = []
+    for m in model.get("merges", []):
+        a, b = (m.split(" ", 1) if isinstance(m, str) else m)
+        pairs.append((a, b))
+    return pairs
+
+
+def bpe_segment(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Segment a byte-level ``word`` with BPE merges ``ranks`` (lowest rank first, leftmost on ties)."""
+    parts = list(word)
+    while len(parts) > 1:
+        best, best_rank = -1, None
+        for i in range(len(parts) - 1):
+            r = ranks.get((parts[i], parts[i + 1]))
+            if r is not None and (best_rank is None or r < best_rank):
+                best, best_rank = i, r
+        if best < 0:
+            break
+        parts[best:best + 2] = [parts[best] + parts[best + 1]]
+    return parts
+
+
+@dataclass
+class TargetTokenizer:
+    """The extended tokenizer and what was added to it."""
+
+    tokenizer: object  # transformers PreTrainedTokenizerFast
+    base_size: int
+    new_tokens: list[str]  # the candidates, byte-level spelling, in id order
+    support_tokens: list[str] = field(default_factory=list)  # partial results their merges need
+    merges_added: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.tokenizer)
+
+    def new_ids(self) -> list[int]:
+        vocab = self.tokenizer.get_vocab()
+        return [vocab[t] for t in self.new_tokens]
+
+
+def _base_size(spec: dict) -> int:
+    ids = list(spec["model"]["vocab"].values()) + [t["id"] for t in spec.get("added_tokens", [])]
+    return max(ids) + 1
+
+
+def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetTokenizer:
+    """Extend a byte-level BPE ``base_tokenizer`` with ``candidates`` (byte-level strings); chapter 01.
+
+    Candidates the base already has are ignored. Deterministic: the same candidates in the same
+    order give the same tokenizer, byte for byte.
+    """
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    spec = check_supported(base_tokenizer)
+    model = spec["model"]
+    vocab: dict[str, int] = dict(model["vocab"])
+    merges = _merge_pairs(model)
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    next_id = _base_size(spec)
+    base_size = next_id
+    order = {t: i for i, t in enumerate(candidates)}
+    wanted = sorted((t for t in dict.fromkeys(candidates) if t not in vocab), key=lambda t: (len(t), order[t]))
+    wanted_set = set(wanted)
+    new_tokens, support = [], []
+
+    def add_merge(pair: tuple[str, str]) -> str:
+        """Append the merge ``pair`` (and its result to the vocabulary if new); return the result."""
+        nonlocal next_id
+        result = pair[0] + pair[1]
+        if result not in vocab:
+            vocab[result] = next_id
+            next_id += 1
+            (new_tokens if result in wanted_set else support).append(result)
+        if pair not in ranks:
+            ranks[pair] = len(merges)
+            merges.append(pair)
+        return result
+
+    for token in wanted:
+        if token in vocab:  # created earlier as a support token: it is a candidate after all
+            continue
+        pieces = bpe_segment(token, ranks)
+        # Left to right: ((p1 p2) p3) ... so partial syllables share their first bytes.
+        left = pieces[0]
+        for piece in pieces[1:]:
+            left = add_merge((left, piece))
+
+    extended = dict(spec)
+    extended["normalizer"] = with_nfc(spec.get("normalizer"))
+    extended["model"] = dict(model, vocab=vocab, merges=[list(p) for p in merges])
+    backend = Tokenizer.from_str(json.dumps(extended, ensure_ascii=False))
+    hf = PreTrainedTokenizerFast(tokenizer_object=backend, **_special_tokens(base_tokenizer))
+    new_tokens.sort(key=vocab.__getitem__)
+    support.sort(key=vocab.__getitem__)
+    return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - len(_merge_pairs(model)))
+
+
+def _special_tokens(tokenizer) -> dict:
+    out = {}
+    for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
+        value = getattr(tokenizer, key, None)
+        if value is not None:
+            out[key] = str(value)
+    return out
+
+
+def unreachable_in_isolation(target: TargetTokenizer) -> list[str]:
+    """New tokens that BPE does not produce from their own bytes (should be none)."""
+    model = target.tokenizer.backend_tokenizer.model
+    return [t for t in target.new_tokens if [x.value for x in model.tokenize(t)] != [t]]
+
+
+def added_tokens_tokenizer(base_tokenizer, candidates: Sequence[str]):
+    """The comparison of chapter 02: candidates inserted as *added tokens*, outside the BPE model.
+
+    Added tokens are matched in the raw text before pre-tokenisation, longest first, even inside
+    other words; this is what ``tokenizer.add_tokens`` does, and not EEVE's method.
+    """
+    from copy import deepcopy
+
+    from .candidates import token_text
+
+    tok = deepcopy(base_tokenizer)
+    texts = [token_text(t) for t in candidates]
+    tok.add_tokens([t for t in texts if t])
+    return tok
+
+
+def check_pair(tokenizer, model) -> None:
+    """Raise if ``tokenizer`` has more tokens than ``model`` has embedding rows."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise TokenizerError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model has only {rows} embedding rows: "
+            f"they do not belong together. Load the tokenizer saved with this model, or resize the model "
+            f"with eeve_lib.embedding_init.extend_model first."
+        )

@@ -1,0 +1,200 @@
+"""Steps 5-7: refine the candidates by frequency, add frequent single Hangul characters, and repeat
+until nothing changes; then save the extended tokenizer to ``runs/<profile>/tokenizer/``.
+
+Each iteration builds the target tokenizer from the current token set, counts every token over the
+Korean training split (step 4), drops the candidates seen fewer than ``vocabulary.min_frequency``
+times (step 5) and adds single Hangul characters that occur at least that often and are not yet in
+the vocabulary (step 6). A dropped token is never re-added, so the loop ends; it stops when an
+iteration changes nothing (step 7). The final tokenizer is the one whose counts were checked, so
+every kept token is produced at least ``min_frequency`` times when encoding the corpus.
+Shown in chapter 02.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import atomic
+from .base_model import base_info, load_base
+from .candidates import contains_hangul, is_hangul, prepare_candidates, to_byte_level, token_text
+from .corpora import load_corpus
+from .errors import EeveError, VocabularyError
+from .paths import run_paths
+from .profiles import Profile
+from .target_tokenizer import TargetTokenizer, build_target_tokenizer, unreachable_in_isolation
+from .token_frequency import WordCounts, count_words, token_counts
+
+SUMMARY = "expansion.json"
+
+
+@dataclass
+class Iteration:
+    """What one pass of steps 2-6 did."""
+
+    number: int
+    candidates: int
+    kept: int
+    dropped: int
+    singles_added: int
+    vocabulary_size: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ExpansionResult:
+    """The expanded tokenizer, its token counts and the history of the loop."""
+
+    target: TargetTokenizer
+    counts: np.ndarray  # token frequencies over the Korean training split, under target
+    iterations: list[Iteration]
+    threshold: int
+    converged: bool
+    initial_candidates: list[str]
+    singles: list[str]  # single characters added in step 6 and kept
+    word_counts: WordCounts
+    first_frequencies: dict[str, int]  # each initial candidate's count in the first iteration
+
+    def summary(self, base_size: int) -> dict[str, Any]:
+        new_counts = self.counts[self.target.new_ids()]
+        return {
+            "base_size": base_size,
+            "new_tokens": len(self.target.new_tokens),
+            "support_tokens": len(self.target.support_tokens),
+            "final_size": self.target.size,
+            "iterations": len(self.iterations),
+            "converged": self.converged,
+            "threshold": self.threshold,
+            "initial_candidates": len(self.initial_candidates),
+            "single_characters_added": len(self.singles),
+            "min_count_of_new_tokens": int(new_counts.min()) if len(new_counts) else 0,
+            "history": [it.as_dict() for it in self.iterations],
+            "corpus": {"documents": self.word_counts.documents, "characters": self.word_counts.characters,
+                       "utf8_bytes": self.word_counts.utf8_bytes},
+        }
+
+
+def frequent_single_characters(word_counts: WordCounts, base_tokenizer, threshold: int) -> list[str]:
+    """Step 6: single Hangul characters seen at least ``threshold`` times that the base lacks."""
+    vocab = base_tokenizer.get_vocab()
+    chars = word_counts.char_counts()
+    out = [c for c, n in chars.items() if n >= threshold and is_hangul(c) and to_byte_level(c) not in vocab]
+    return sorted(out, key=lambda c: (-chars[c], c))
+
+
+def refine_vocabulary(base_tokenizer, candidates: Sequence[str], word_counts: WordCounts, threshold: int,
+                      max_iterations: int = 10) -> ExpansionResult:
+    """Steps 3-7 on byte-level ``candidates``: build, count, drop, add single characters, repeat."""
+    if not candidates:
+        raise VocabularyError("No Korean candidates: the intermediate tokenizer has no Hangul token that the base "
+                              "tokenizer lacks. Check that the Korean corpus is Korean text.")
+    singles_all = [to_byte_level(c) for c in frequent_single_characters(word_counts, base_tokenizer, threshold)]
+    current = list(dict.fromkeys(candidates))
+    rejected: set[str] = set()
+    added_singles: list[str] = []
+    iterations: list[Iteration] = []
+    converged = False
+    best_seen = 0
+    first_frequencies: dict[str, int] = {}
+    for number in range(1, max_iterations + 1):
+        target = build_target_tokenizer(base_tokenizer, current)
+        counts = token_counts(target.tokenizer, word_counts)
+        vocab = target.tokenizer.get_vocab()
+        frequency = {t: int(counts[vocab[t]]) for t in current}
+        if number == 1:
+            first_frequencies = dict(frequency)
+        best_seen = max(best_seen, max(frequency.values(), default=0))
+        kept = [t for t in current if frequency[t] >= threshold]
+        dropped = [t for t in current if frequency[t] < threshold]
+        rejected.update(dropped)
+        present = set(kept)
+        singles = [s for s in singles_all if s not in present and s not in rejected and s not in vocab]
+        added_singles.extend(singles)
+        iterations.append(Iteration(number, len(current), len(kept), len(dropped), len(singles), target.size))
+        if not dropped and not singles:
+            converged = True
+            break
+        current = kept + singles
+        if not current:
+            raise VocabularyError(
+                f"vocabulary.min_frequency = {threshold} removes every candidate: the most frequent one occurs "
+                f"{best_seen} times in the Korean training split. Lower vocabulary.min_frequency in the profile, "
+                f"or use a larger Korean corpus."
+            )
+    if not converged:  # the last set was changed but not re-counted: count it once more
+        target = build_target_tokenizer(base_tokenizer, current)
+        counts = token_counts(target.tokenizer, word_counts)
+    kept_singles = [s for s in added_singles if s in set(target.new_tokens)]
+    return ExpansionResult(target, counts, iterations, threshold, converged, list(candidates), kept_singles,
+                           word_counts, first_frequencies)
+
+
+def expand_vocabulary(profile: Profile, run_dir=None, progress: bool = True) -> ExpansionResult:
+    """Steps 1-7 for a profile, saving ``runs/<profile>/tokenizer/`` (chapter 02).
+
+    Needs the base model of chapter 00. Writes nothing unless every step succeeds.
+    """
+    started = time.time()
+    paths = run_paths(profile, run_dir)
+    _, base_tok = load_base(profile, run_dir)
+    korean = load_corpus(profile, "korean")
+    voc = profile.vocabulary
+    _, candidates = prepare_candidates(profile, run_dir)
+    word_counts = count_words(korean.train, base_tok, workers=voc.counting_workers, batch_size=voc.counting_batch_size,
+                              progress=progress, total_documents=len(korean.train))
+    result = refine_vocabulary(base_tok, candidates, word_counts, voc.min_frequency, voc.max_iterations)
+    unreachable = unreachable_in_isolation(result.target)
+    if unreachable:
+        raise EeveError(f"Internal error: {len(unreachable)} new tokens are not produced from their own bytes.")
+    summary = result.summary(len(base_tok))
+    summary.update({
+        "profile": profile.name,
+        "intermediate_vocab_size": voc.intermediate_vocab_size,
+        "threshold_rationale": voc.threshold_rationale,
+        "base_model_hash": base_info(profile, run_dir)["config_hash"],
+        "config_hash": profile.hash("vocabulary", "data", "seed"),
+        "wall_seconds": round(time.time() - started, 1),
+        "new_token_texts": [token_text(t) for t in result.target.new_tokens],
+        "support_token_count": len(result.target.support_tokens),
+    })
+    with atomic.directory(paths.tokenizer) as tmp:
+        result.target.tokenizer.save_pretrained(tmp)
+        np.save(tmp / "token_counts.npy", result.counts)
+        atomic.write_json(tmp / SUMMARY, summary)
+    return result
+
+
+def load_expansion_summary(profile: Profile | str, run_dir=None) -> dict[str, Any]:
+    """The ``expansion.json`` summary of a run's extended tokenizer."""
+    path = run_paths(profile, run_dir).tokenizer / SUMMARY
+    if not path.is_file():
+        raise EeveError(f"No extended tokenizer in {path.parent}. Run chapter 02 first.")
+    return json.loads(path.read_text())
+
+
+def load_target_tokenizer(profile: Profile | str, run_dir=None):
+    """The saved extended tokenizer, loaded with ``AutoTokenizer``."""
+    from transformers import AutoTokenizer
+
+    path = run_paths(profile, run_dir).tokenizer
+    if not (path / SUMMARY).is_file():
+        raise EeveError(f"No extended tokenizer in {path}. Run chapter 02 first.")
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+
+
+def fertility(tokenizer, texts: Sequence[str]) -> float:
+    """Tokens per character of ``texts`` (chapter 02 compares base and extended)."""
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    tokens = sum(len(e.ids) for e in backend.encode_batch(list(texts), add_special_tokens=False))
+    chars = sum(map(len, texts))
+    return tokens / chars if chars else float("nan")
+
+
+__all__ = ["expand_vocabulary", "refine_vocabulary", "frequent_single_characters", "fertility",
+           "load_expansion_summary", "load_target_tokenizer", "contains_hangul", "json"]
