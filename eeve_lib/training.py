@@ -92,6 +92,7 @@ class SplitEmbedding(nn.Module):
 
     def __init__(self, weight: torch.Tensor, n_base: int, n_new: int, train_base: bool, train_new: bool):
         super().__init__()
+        self.n_base, self.n_new = n_base, n_new
         self.base = nn.Parameter(weight[:n_base].detach().clone(), requires_grad=train_base)
         self.new = nn.Parameter(weight[n_base:n_base + n_new].detach().clone(), requires_grad=train_new)
         self.register_buffer("pad", weight[n_base + n_new:].detach().clone())
@@ -100,7 +101,15 @@ class SplitEmbedding(nn.Module):
         return torch.cat([self.base, self.new, self.pad])
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return nn.functional.embedding(ids, self.full_weight())
+        # Two lookups instead of concatenating the whole matrix at every step (phi-2: 600 MB).
+        is_base = ids < self.n_base
+        out = nn.functional.embedding(ids.clamp(max=self.n_base - 1), self.base)
+        if self.n_new:
+            new_rows = nn.functional.embedding((ids - self.n_base).clamp(0, self.n_new - 1), self.new)
+            out = torch.where(is_base.unsqueeze(-1), out, new_rows)
+        if bool((ids >= self.n_base + self.n_new).any()):  # padding ids are never real input; kept exact anyway
+            out = nn.functional.embedding(ids, self.full_weight())
+        return out
 
 
 class SplitHead(nn.Module):
@@ -126,7 +135,11 @@ class SplitHead(nn.Module):
         return torch.cat([self.base_bias, self.new_bias, self.pad_bias]) if self.has_bias else None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(hidden, self.full_weight(), self.full_bias())
+        # One product per block: a frozen block needs no weight gradient, so backward skips it.
+        parts = [nn.functional.linear(hidden, self.base, self.base_bias if self.has_bias else None),
+                 nn.functional.linear(hidden, self.new, self.new_bias if self.has_bias else None),
+                 nn.functional.linear(hidden, self.pad, self.pad_bias if self.has_bias else None)]
+        return torch.cat(parts, dim=-1)
 
 
 def install_stage(model, stage: Stage, ext: Extension) -> list[tuple[str, nn.Parameter]]:
