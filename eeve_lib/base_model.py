@@ -41,7 +41,7 @@ def phi2_style_added_tokens(n: int) -> list[str]:
     return [" " * k for k in range(spaces + 1, 1, -1)] + ["\t" * k for k in range(tabs + 1, 1, -1)]
 
 
-def train_byte_level_bpe(texts, vocab_size: int, added_tokens: int = 0):
+def train_byte_level_bpe(texts, vocab_size: int, added_tokens: int = 0, min_frequency: int = 2):
     """Train a byte-level BPE tokenizer of the GPT-2/phi-2 kind on ``texts`` (chapter 00).
 
     No normaliser, the GPT-2 byte-level pre-tokeniser (a word carries its leading space), the
@@ -56,7 +56,7 @@ def train_byte_level_bpe(texts, vocab_size: int, added_tokens: int = 0):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - added_tokens,
-        min_frequency=2,
+        min_frequency=min_frequency,
         show_progress=False,
         special_tokens=[END_OF_TEXT],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),

@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> None:
 
     overrides = json.loads(args.overrides) if args.overrides else None
     run_book(args.profile, chapters=args.chapters, resume=args.resume, run_dir=args.run_dir,
-             device=args.device, seed=args.seed, overrides=overrides)
+             device=args.device, seed=args.seed, overrides=overrides, fresh=args.fresh)
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -62,6 +62,15 @@ def _prepare_full_dry(args: argparse.Namespace) -> None:
 
     path = prepare_full_dry_base(args.output, layers=args.layers)
     print(f"Wrote the phi-2-shaped stand-in to {path}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .profiles import load_profile
+    from .training import run_schedule
+
+    overrides = json.loads(args.overrides) if args.overrides else None
+    result = run_schedule(load_profile(args.profile, overrides), args.run_dir)
+    print(f"trained stages {', '.join(str(log.stage) for log in result.logs)}")
 
 
 def _profiles(args: argparse.Namespace) -> None:
@@ -80,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="tiny")
     p.add_argument("--chapters", nargs="*", help="chapter names or numbers (default: all, in _toc.yml order)")
     p.add_argument("--resume", action="store_true", help="skip chapters already done with unchanged inputs")
+    p.add_argument("--fresh", action="store_true", help="delete the run directory first and start from scratch")
     p.add_argument("--run-dir", help="default: runs/<profile>")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the profile's)")
     p.add_argument("--seed", type=int, default=None, help="default: the profile's")
@@ -104,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=None, help="default: the full-dry profile's base_model.local_path")
     p.add_argument("--layers", type=int, default=None, help="default: the full-dry profile's architecture")
     p.set_defaults(func=_prepare_full_dry)
+
+    p = sub.add_parser("train", help="chapter 04's training alone (for `accelerate launch` on several GPUs)")
+    p.add_argument("--profile", default="full")
+    p.add_argument("--run-dir", help="default: runs/<profile>")
+    p.add_argument("--overrides", help="JSON of dotted profile keys")
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("profiles", help="list the profiles")
     p.set_defaults(func=_profiles)

@@ -19,6 +19,7 @@ import json
 import os
 import tarfile
 import unicodedata
+import zlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,7 +260,7 @@ def _decoded_lines(stream: IO[bytes], name: str, on_decode_error: str) -> Iterat
                     f"column {e.start + 1}). Convert the file to UTF-8, or set "
                     f"data.on_decode_error: skip in the profile to drop such lines."
                 ) from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise CorpusError(f"Cannot read {name}: {e}. Check that the file is complete and readable.") from e
     if skipped:
         warnings.warn(f"{name}: skipped {skipped} line(s) that are not UTF-8 (data.on_decode_error: skip).")

@@ -196,12 +196,24 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
         en = score_texts(model, tok, english, window=ev.window, stride=ev.stride)
         results[name] = {"path": str(path.relative_to(paths.root)), "tokenizer_size": len(tok),
                          "korean": ko.as_dict(), "english": en.as_dict()}
+    if ev.kobest:
+        from .corpora import load_manifest
+        from .kobest import evaluate_kobest, resolved_revision
+
+        entry = load_manifest(profile.data.manifest)["kobest"]
+        chosen = {name: load_model(path) for name, path in model_directories(profile, run_dir).items()
+                  if name in ("base", "final")}
+        kobest = {"dataset": entry.dataset, "revision": entry.revision, "resolved_commit": resolved_revision(entry),
+                  "results": evaluate_kobest(chosen, entry, ev.kobest_limit)}
     metrics = {
         "profile": profile.name,
         "data": {"korean_validation_documents": len(korean), "english_validation_documents": len(english),
                  "korean_characters": sum(map(len, korean)), "english_characters": sum(map(len, english))},
         "models": results,
     }
+    if ev.kobest:
+        metrics["kobest"] = kobest["results"]
+        metrics["kobest_data"] = {k: v for k, v in kobest.items() if k != "results"}
     atomic.write_json(paths.metrics, metrics)
     return metrics
 

@@ -104,14 +104,39 @@ def score_task(model, tokenizer, examples: Sequence[MultipleChoice], length_norm
             if n else float("nan")}
 
 
-def load_kobest(task: str, dataset: str, revision: str, split: str = "test", limit: int | None = None) -> list[dict]:
-    """KoBEST records from the hub at a pinned revision (``full`` only; offline: cache or a clear error)."""
-    from .hub import resolve_snapshot
+def load_kobest(task: str, entry, limit: int | None = None) -> list[dict]:
+    """KoBEST records of ``task`` from the hub at the manifest entry's revision (``full`` only).
 
+    Offline, the local Hugging Face cache is used, or a clear error names the download command.
+    """
     import datasets
 
-    snapshot = resolve_snapshot(dataset, revision, repo_type="dataset", include=f"{task}/*",
+    from .hub import resolve_snapshot
+
+    pattern = (entry.data_files or "{task}/test/*.parquet").format(task=task)
+    snapshot = resolve_snapshot(entry.dataset, entry.revision, repo_type="dataset", include=pattern,
                                 what=f"KoBEST {task}")
-    ds = datasets.load_dataset("parquet", data_files=f"{snapshot}/{task}/{split}/*.parquet", split="train")
+    ds = datasets.load_dataset("parquet", data_files=f"{snapshot}/{pattern}", split="train")
     records = list(ds)
     return records[:limit] if limit else records
+
+
+def resolved_revision(entry) -> str | None:
+    """The commit a branch revision (``refs/convert/parquet``) resolves to, when the hub is reachable."""
+    from .hub import hub_reachable
+
+    if not hub_reachable():
+        return None
+    from huggingface_hub import HfApi
+
+    return HfApi().dataset_info(entry.dataset, revision=entry.revision).sha
+
+
+def evaluate_kobest(models: dict, entry, limit: int | None = None) -> dict[str, dict]:
+    """Score ``{name: (model, tokenizer)}`` on every KoBEST task (chapter 05 at ``full``)."""
+    results: dict[str, dict] = {name: {} for name in models}
+    for task in TASKS:
+        examples = to_examples(task, load_kobest(task, entry, limit))
+        for name, (model, tokenizer) in models.items():
+            results[name][task] = score_task(model, tokenizer, examples)
+    return results

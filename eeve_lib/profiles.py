@@ -106,6 +106,11 @@ class TrainingSettings:
     warmup_fraction: float = 0.1
     grad_clip: float = 1.0
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # Saved stage directories: float32 keeps resumption bit-exact; bfloat16 halves the disk a
+    # phi-2-sized run needs (frozen rows stay exact: they were bfloat16 values to begin with).
+    save_dtype: Literal["float32", "bfloat16"] = "float32"
+    validation_windows: int = 16
+    validation_points_per_stage: int = 4
     log_every: int = 1
 
 

@@ -114,11 +114,20 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
         for piece in pieces[1:]:
             left = add_merge((left, piece))
 
+    # Added tokens (phi-2's whitespace runs) keep their ids only if the model vocabulary lists them:
+    # otherwise `tokenizers` renumbers them after the largest model id when loading. Their raw
+    # spelling (real spaces, not the byte-level "Ġ") is never produced by BPE, so this is inert.
+    for added in spec.get("added_tokens", []):
+        if added["content"] not in vocab and not added.get("special"):
+            vocab[added["content"]] = added["id"]
     extended = dict(spec)
     extended["normalizer"] = with_nfc(spec.get("normalizer"))
     extended["model"] = dict(model, vocab=vocab, merges=[list(p) for p in merges])
     backend = Tokenizer.from_str(json.dumps(extended, ensure_ascii=False))
     hf = PreTrainedTokenizerFast(tokenizer_object=backend, **_special_tokens(base_tokenizer))
+    moved = [t["content"] for t in spec.get("added_tokens", []) if hf.convert_tokens_to_ids(t["content"]) != t["id"]]
+    if moved:
+        raise TokenizerError(f"Internal error: added tokens {moved[:3]!r} changed ids in the extended tokenizer.")
     new_tokens.sort(key=vocab.__getitem__)
     support.sort(key=vocab.__getitem__)
     return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - len(_merge_pairs(model)))

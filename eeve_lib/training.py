@@ -38,7 +38,7 @@ from .errors import TrainingError
 from .lm import causal_lm_loss, cosine_lr, mean_loss, pack_documents, window_starts
 from .paths import run_paths
 from .profiles import Profile, StageBudget
-from .runtime import deterministic, generator, resolve_device, resolve_dtype
+from .runtime import deterministic, generator, resolve_device, resolve_dtype, seeded
 from .stages import ABLATION_SCHEDULES, Stage, get_stage, trainable_counts
 
 STAGE_MARKER = "eeve_stage.json"
@@ -234,9 +234,25 @@ class Validation:
 
 
 def _accelerator(dtype: torch.dtype, device: torch.device):
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if dtype == torch.bfloat16 else "no")
+    # Under several processes a batch may hold no new token, leaving a trainable block without a
+    # gradient in that step; DDP must tolerate it.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if dtype == torch.bfloat16 else "no",
+                       kwargs_handlers=[ddp])
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def _wait_for_everyone() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
 
 
 def _steps_for(budget: StageBudget, batch_size: int, seq_len: int) -> int:
@@ -262,7 +278,7 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=budget.learning_rate, betas=(0.9, 0.95))
-    start = 0
+    start, rng_state = 0, None
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if state.get("key") != key:
@@ -275,7 +291,7 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
             for name, p in trainable:
                 p.copy_(state["trainable"][name])
         optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
+        start, rng_state = state["step"], state["rng"]
         saved = StageLog(**state["log"])
         log.losses, log.validation, log.resumed_from_step = saved.losses[:start], saved.validation, start
     batches = sample_batches(data, steps, settings.batch_size, seed * 1000 + stage.number)
@@ -285,37 +301,44 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
     model.to(accelerator.device)
     model, optimizer = accelerator.prepare(model, optimizer)
     rank, world = accelerator.process_index, accelerator.num_processes
-    eval_points = {steps} | {max(1, steps * k // 4) for k in (1, 2, 3)}
+    points = max(1, settings.validation_points_per_stage)
+    eval_points = {max(1, steps * k // points) for k in range(1, points + 1)}
     started = time.time()
     bar = tqdm(range(start, steps), desc=f"stage {stage.number}: {stage.name}", disable=not progress,
                initial=start, total=steps)
     model.train()
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, steps, budget.learning_rate, warmup)
-        batch = data.windows[batches[step][rank::world]].to(accelerator.device)
-        with accelerator.autocast():
-            logits = model(input_ids=batch).logits
-        loss = causal_lm_loss(logits, batch, vocab_limit=ext.target_size)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if settings.grad_clip:
-            accelerator.clip_grad_norm_([p for _, p in trainable], settings.grad_clip)
-        optimizer.step()
-        if step == start:
-            log.optimizer_state_bytes = optimizer_state_bytes(optimizer.optimizer if hasattr(optimizer, "optimizer")
-                                                              else optimizer)
-        log.losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{log.losses[-1]:.3f}")
-        if validation is not None and (step + 1) in eval_points:
-            ko, en = validation.score(accelerator.unwrap_model(model), ext.target_size)
-            log.validation["step"].append(step + 1)
-            log.validation["korean"].append(ko)
-            log.validation["english"].append(en)
-            model.train()
-        if settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps \
-                and accelerator.is_main_process:
-            _save_checkpoint(checkpoint, key, step + 1, trainable, optimizer, log)
+    # Dropout (phi-2 has some) draws from the global RNG: seed it per stage inside a fork, so the
+    # caller's random state is untouched, and checkpoint it, so a resumed run draws the same masks.
+    with seeded(seed * 1000 + stage.number):
+        if rng_state is not None:
+            torch.set_rng_state(rng_state["cpu"])
+            if torch.cuda.is_available() and rng_state.get("cuda"):
+                torch.cuda.set_rng_state_all(rng_state["cuda"])
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, steps, budget.learning_rate, warmup)
+            batch = data.windows[batches[step][rank::world]].to(accelerator.device)
+            with accelerator.autocast():
+                logits = model(input_ids=batch).logits
+            loss = causal_lm_loss(logits, batch, vocab_limit=ext.target_size)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if settings.grad_clip:
+                accelerator.clip_grad_norm_([p for _, p in trainable], settings.grad_clip)
+            optimizer.step()
+            if step == start:
+                log.optimizer_state_bytes = optimizer_state_bytes(getattr(optimizer, "optimizer", optimizer))
+            log.losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{log.losses[-1]:.3f}")
+            if validation is not None and (step + 1) in eval_points:
+                ko, en = validation.score(accelerator.unwrap_model(model), ext.target_size)
+                log.validation["step"].append(step + 1)
+                log.validation["korean"].append(ko)
+                log.validation["english"].append(en)
+                model.train()
+            if settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps \
+                    and accelerator.is_main_process:
+                _save_checkpoint(checkpoint, key, step + 1, trainable, optimizer, log)
     bar.close()
     ran = steps - start
     log.seconds_per_step = (time.time() - started) / ran if ran else 0.0
@@ -331,8 +354,10 @@ def _save_checkpoint(path: Path, key: str, step: int, trainable, optimizer, log:
 
     opt = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
     buffer = io.BytesIO()
+    rng = {"cpu": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
     torch.save({"key": key, "step": step, "trainable": {n: p.detach().cpu() for n, p in trainable},
-                "optimizer": opt.state_dict(), "log": log.as_dict()}, buffer)
+                "optimizer": opt.state_dict(), "log": log.as_dict(), "rng": rng}, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_bytes(path, buffer.getvalue())
 
@@ -385,9 +410,16 @@ def _load_stage_dir(path: Path, key: str, dtype=torch.float32):
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False), info
 
 
-def _save_model_dir(path: Path, model, tokenizer, record: dict[str, Any]) -> None:
+def _save_model_dir(path: Path, model, tokenizer, record: dict[str, Any], dtype: torch.dtype = torch.float32) -> None:
     with atomic.directory(path) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if dtype != torch.float32:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
+            config = json.loads((tmp / "config.json").read_text())
+            config["dtype"] = str(dtype).removeprefix("torch.")
+            atomic.write_json(tmp / "config.json", config)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         atomic.write_json(tmp / STAGE_MARKER, record)
 
@@ -426,6 +458,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
     train_dir = out_root / "train"
     device = resolve_device(profile.device)
     dtype = resolve_dtype(profile.training.dtype, device)
+    save_dtype = resolve_dtype(profile.training.save_dtype, device)
     model, tokenizer, base_tok, ext = initialise_extended_model(profile, run_dir, init)
     from .corpora import load_corpus
 
@@ -433,7 +466,8 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
     data = build_training_data(tokenizer, korean.train, profile.training.seq_len, ext.base_size,
                                profile.training.new_token_bias)
     validation = Validation(pack_documents(tokenizer, korean.validation),
-                            pack_documents(tokenizer, english.validation[:2000]), profile.training.seq_len)
+                            pack_documents(tokenizer, english.validation[:2000]), profile.training.seq_len,
+                            profile.training.validation_windows)
     base_validation = validation.score(model, ext.target_size)
     logs: list[StageLog] = []
     with deterministic():
@@ -453,16 +487,21 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
                               progress=progress)
             model.to("cpu")
             logs.append(log)
-            atomic.write_json(train_dir / f"stage{stage.number}.json", log.as_dict())
-            if save_stages:
-                _save_model_dir(stage_dir, model, tokenizer, {"key": key, "stage": stage.number, "init": init,
-                                                              "extension": ext.as_dict(), "log": log.as_dict()})
-            checkpoint.unlink(missing_ok=True)
+            if _is_main_process():  # several GPUs: one process writes
+                atomic.write_json(train_dir / f"stage{stage.number}.json", log.as_dict())
+                if save_stages:
+                    _save_model_dir(stage_dir, model, tokenizer, {"key": key, "stage": stage.number, "init": init,
+                                                                  "extension": ext.as_dict(), "log": log.as_dict()},
+                                    save_dtype)
+                checkpoint.unlink(missing_ok=True)
+            _wait_for_everyone()
     final_key = _schedule_key(profile, run_dir, budgets, init, len(budgets) - 1)
+    if not _is_main_process():
+        return ScheduleResult(model, tokenizer, ext, logs, base_validation)
     _save_model_dir(out_root / "model", model, tokenizer,
                     {"key": final_key, "stages": [b.stage for b in budgets], "init": init,
                      "extension": ext.as_dict(), "base_validation": base_validation,
-                     "logs": [log.as_dict() for log in logs]})
+                     "logs": [log.as_dict() for log in logs]}, save_dtype)
     return ScheduleResult(model, tokenizer, ext, logs, base_validation)
 
 

@@ -1,0 +1,314 @@
+"""The rendered book in a real browser: Debian's Chromium, headless, driven by selenium.
+
+The HTML book that ``micro_run`` builds is served over http on 127.0.0.1 (a free port, a
+background thread) and every page is opened in Chromium: it must load with HTTP 200, log no
+SEVERE console message, and show all its images; the figures of the executed chapters must be
+there, the sidebar of the index page must lead to every chapter of ``_toc.yml``, and the
+"Reproducibility status" page must list every chapter. A screenshot of the index page is kept in
+``_build/test-artifacts/index.png``.
+
+Nothing is downloaded: the browser and the driver are Debian's (``apt-get install chromium
+chromium-driver``), passed to selenium by path so that selenium-manager never runs. Other paths can
+be given with EEVE_CHROMIUM and EEVE_CHROMEDRIVER; where either program is missing, the tests skip.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "_build" / "test-artifacts"
+INSTALL_HINT = "install Debian's packages: apt-get install chromium chromium-driver"
+WAIT_S = 20
+
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",  # runs as root in CI
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",  # wide enough for the book theme to show its sidebar
+]
+
+# SEVERE console messages that are not the book's fault, and the only ones ignored:
+# 1. A request to a third-party host (anything but the 127.0.0.1 server) that the closed network
+#    blocks: "https://host/... - Failed to load resource: net::ERR_...". _config.yml is set up so
+#    that the pages request nothing external (the remaining github/mybinder/colab URLs are plain
+#    links), so this should not match; if it does, a warning names the URL.
+# 2. The 404 for /favicon.ico at the root of the server: Chromium asks for it on its own on the
+#    first page of an origin (the redirecting index.html has no <link rel="icon">); no page of the
+#    book refers to it.
+EXTERNAL_BLOCKED = re.compile(r"^(?P<url>https?://(?!127\.0\.0\.1[:/])\S+) - Failed to load resource: net::ERR_\w+")
+
+
+def _favicon_404(base: str) -> re.Pattern:
+    return re.compile(rf"^{re.escape(base)}/favicon\.ico - Failed to load resource: .*\b404\b")
+
+
+# --------------------------------------------------------------------------------------------
+# What the book should contain, from _toc.yml
+
+
+def _toc_files(node) -> list[str]:
+    files = []
+    if isinstance(node, dict):
+        if "file" in node:
+            files.append(node["file"])
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key, []) or []:
+                files += _toc_files(child)
+    return files
+
+
+def _strip_ext(path: str) -> str:
+    return re.sub(r"\.(md|ipynb|html)$", "", path)
+
+
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+TOC_ROOT = _strip_ext(TOC["root"])  # the page index.html redirects to
+TOC_CHAPTERS = [_strip_ext(f) for f in _toc_files({"parts": TOC.get("parts", []), "chapters": TOC.get("chapters", [])})]
+STATUS_PAGE = "book/status"
+
+
+def _notebook_chapters() -> list[str]:
+    """The executed chapters (notebooks), in _toc.yml order: the ones with figures."""
+    from eeve_lib.runner import chapters_in_order
+
+    return [f"book/{name}" for name in chapters_in_order()]
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
+
+
+def _program(env: str, default: str) -> str | None:
+    given = os.environ.get(env, default)
+    path = given if os.sep in given else shutil.which(given)
+    return path if path and os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+@pytest.fixture(scope="session")
+def chromium_paths():
+    """Debian's chromium and chromedriver; skips (before the book is built) where either is missing."""
+    paths = {}
+    for env, default, what in [("EEVE_CHROMIUM", "/usr/bin/chromium", "chromium"),
+                               ("EEVE_CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver")]:
+        path = _program(env, default)
+        if path is None:
+            pytest.skip(f"{what} not found at {os.environ.get(env, default)} (set {env} to another path, or "
+                        f"{INSTALL_HINT})")
+        paths[what] = path
+    return paths
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files, no caching (each visit is a fresh 200), requests recorded instead of printed."""
+
+    requests: list[tuple[str, int]]
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def log_request(self, code="-", size="-"):
+        self.requests.append((urlsplit(self.path).path, int(getattr(code, "value", code))))
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(chromium_paths, micro_run):
+    """The built book over http://127.0.0.1:<free port>; stopped at the end of the module."""
+    html = Path(micro_run["index"]).parent
+    requests: list[tuple[str, int]] = []
+    handler = type("Handler", (_Handler,), {"requests": requests})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(html)))
+    thread = threading.Thread(target=server.serve_forever, name="book-http", daemon=True)
+    thread.start()
+    try:
+        yield {"base": f"http://127.0.0.1:{server.server_address[1]}", "requests": requests, "html": html}
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_paths, site):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    with tempfile.TemporaryDirectory(prefix="eeve-chromium-", ignore_cleanup_errors=True) as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium_paths["chromium"]
+        for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        # An explicit driver path: selenium-manager is never asked to find or download anything.
+        driver = webdriver.Chrome(service=Service(chromium_paths["chromedriver"]), options=options)
+        try:
+            driver.set_page_load_timeout(WAIT_S)
+            yield driver
+        finally:
+            driver.quit()
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _wait(driver, condition, message: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_S).until(condition, message)
+
+
+def _docname(url: str, base: str) -> str:
+    """'http://127.0.0.1:N/book/00_base_model.html#x' -> 'book/00_base_model'."""
+    assert url.startswith(base + "/"), f"{url} is not on the book's server {base}"
+    return _strip_ext(urlsplit(url).path.lstrip("/"))
+
+
+def _open(driver, site, page: str) -> str:
+    """Open a page ('index' or a docname) and wait for it to load, images included; return its docname."""
+    base = site["base"]
+    if page == "index":
+        driver.get(f"{base}/index.html")
+        # index.html is a <meta http-equiv="Refresh"> to the root page of _toc.yml.
+        _wait(driver, lambda d: _docname(d.current_url, base) == TOC_ROOT,
+              f"index.html did not lead to {TOC_ROOT}.html")
+    else:
+        driver.get(f"{base}/{page}.html")
+    _wait(driver, lambda d: d.execute_script("return document.readyState") == "complete",
+          f"{page} did not finish loading")
+    _wait(driver, lambda d: d.execute_script("return Array.from(document.images).every(i => i.complete)"),
+          f"the images of {page} did not finish loading")
+    return _docname(driver.current_url, base)
+
+
+def _http_status(driver) -> int:
+    return driver.execute_script(
+        "const n = performance.getEntriesByType('navigation')[0]; return n ? n.responseStatus : 0")
+
+
+def _console_errors(driver, site) -> list[str]:
+    """SEVERE console messages since the last call, less the two kinds explained above."""
+    errors = []
+    favicon = _favicon_404(site["base"])
+    for entry in driver.get_log("browser"):
+        if entry["level"] != "SEVERE":
+            continue
+        message = entry["message"]
+        if favicon.match(message):
+            continue
+        external = EXTERNAL_BLOCKED.match(message)
+        if external:
+            warnings.warn(f"ignored a blocked request to a third-party host: {external['url']}")
+            continue
+        errors.append(message)
+    return errors
+
+
+def _broken_images(driver) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+        ".map(i => i.currentSrc || i.src || i.outerHTML)")
+
+
+def _shown_figures(driver) -> int:
+    """Loaded, visible images in cell outputs and figures (not the theme's logos)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('.cell_output img, figure img'))"
+        ".filter(i => i.complete && i.naturalWidth > 0 && i.offsetWidth > 0 && i.offsetHeight > 0).length")
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_index_screenshot(browser, site):
+    """The index page opens the book's root page; its screenshot is kept as the test artifact.
+
+    The browser's first page, with an empty profile: the console is checked here too, since some
+    scripts complain only on a first visit (before anything is in localStorage).
+    """
+    assert _open(browser, site, "index") == TOC_ROOT
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "index.png"
+    assert browser.save_screenshot(str(shot)), "the screenshot could not be written"
+    assert shot.stat().st_size > 1000
+    served = [code for path, code in site["requests"] if path == "/index.html"]
+    assert served and served[-1] == 200, f"index.html was served with {served}"
+    assert _http_status(browser) == 200
+    assert _console_errors(browser, site) == [], "index (first visit): console errors"
+
+
+@pytest.mark.parametrize("page", ["index", *TOC_CHAPTERS] + ([] if STATUS_PAGE in TOC_CHAPTERS else [STATUS_PAGE]))
+def test_page_loads_cleanly(browser, site, page):
+    """HTTP 200, no SEVERE console message, every image loaded; figures on the executed chapters."""
+    browser.get_log("browser")  # drop what earlier pages logged
+    landed = _open(browser, site, page)
+    assert landed == (TOC_ROOT if page == "index" else page)
+    assert _http_status(browser) == 200, f"{page}: HTTP {_http_status(browser)}"
+    assert _console_errors(browser, site) == [], f"{page}: console errors"
+    assert _broken_images(browser) == [], f"{page}: images that did not load"
+    if page in _notebook_chapters():
+        assert _shown_figures(browser) >= 1, f"{page}: no figure shown"
+
+
+def test_sidebar_reaches_every_chapter(browser, site):
+    """Clicking the sidebar links of the index page, in turn, reaches every chapter of _toc.yml, in order."""
+    from selenium.webdriver.common.by import By
+
+    sidebar = "nav.bd-docs-nav a.reference.internal"
+    _open(browser, site, "index")
+    count = len(browser.find_elements(By.CSS_SELECTOR, sidebar))
+    assert count > 0, "the index page has no sidebar links"
+    reached = []
+    for i in range(count):
+        if i:
+            _open(browser, site, "index")
+        link = browser.find_elements(By.CSS_SELECTOR, sidebar)[i]
+        target = urljoin(browser.current_url, link.get_attribute("href"))
+        _wait(browser, lambda d: link.is_displayed() and link.is_enabled(), f"sidebar link {target} is not visible")
+        link.click()
+        _wait(browser, lambda d: d.current_url.split("#")[0] == target.split("#")[0],
+              f"clicking the sidebar link to {target} did not open it")
+        _wait(browser, lambda d: d.execute_script("return document.readyState") == "complete", f"{target} did not load")
+        assert _http_status(browser) == 200, f"{target}: HTTP {_http_status(browser)}"
+        reached.append(_docname(browser.current_url, site["base"]))
+    chapters = [d for d in dict.fromkeys(reached) if d != TOC_ROOT]
+    assert chapters == TOC_CHAPTERS
+
+
+def test_status_page(browser, site):
+    """The status page has its heading and one row per executed chapter, in order."""
+    from selenium.webdriver.common.by import By
+
+    _open(browser, site, STATUS_PAGE)
+    # The page's own heading: the theme also has a print-only copy of it, hidden on screen.
+    heading = browser.find_element(By.CSS_SELECTOR, "article.bd-article h1")
+    assert heading.is_displayed()
+    assert heading.text.replace("#", "").strip() == "Reproducibility status"
+    rows = browser.find_elements(By.CSS_SELECTOR, "article.bd-article section#chapters table tbody tr")
+    names = [row.find_element(By.CSS_SELECTOR, "td").text.strip() for row in rows]
+    assert names == [c.split("/", 1)[1] for c in _notebook_chapters()]

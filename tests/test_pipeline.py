@@ -1,0 +1,133 @@
+"""The whole book at MICRO settings through the runner: layout, results, report, build, bad input."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from eeve_lib.errors import EeveError
+from eeve_lib.runner import ChapterFailed, chapters_in_order, run_book
+from tests.conftest import MICRO
+
+
+def test_run_layout_is_stable(micro_run):
+    run = micro_run["run_dir"]
+    for path in ["base", "tokenizer", "model", "eval/metrics.json", "report.json"] + \
+            [f"stages/stage{n}" for n in range(1, 8)]:
+        assert (run / path).exists(), path
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for folder in [run / "model"] + [run / "stages" / f"stage{n}" for n in range(1, 8)]:
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False)
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        assert model.config.vocab_size == model.get_input_embeddings().weight.shape[0] >= len(tok)
+
+
+def test_stages_preserve_the_base_models_parameters(micro_run):
+    run = micro_run["run_dir"]
+    base = load_file(run / "base" / "model.safetensors")
+    n = json.loads((run / "tokenizer" / "expansion.json").read_text())["base_size"]
+    for stage in range(1, 8):
+        s = load_file(run / "stages" / f"stage{stage}" / "model.safetensors")
+        body_equal = all(torch.equal(base[k], s[k]) for k in base if "embed_tokens" not in k and "lm_head" not in k)
+        input_equal = torch.equal(base["model.embed_tokens.weight"][:n], s["model.embed_tokens.weight"][:n])
+        output_equal = torch.equal(base["lm_head.weight"][:n], s["lm_head.weight"][:n]) and \
+            torch.equal(base["lm_head.bias"][:n], s["lm_head.bias"][:n])
+        if stage <= 5:
+            assert body_equal and input_equal, stage
+        if stage <= 3:
+            assert output_equal, stage
+        if stage >= 6:
+            assert not body_equal, stage
+
+
+def test_metrics_hold_every_model_and_korean_improves(micro_run):
+    metrics = json.loads((micro_run["run_dir"] / "eval" / "metrics.json").read_text())
+    models = metrics["models"]
+    expected = {"base", "final"} | {f"stage{n}" for n in range(1, 8)} | {
+        "ablation:schedule-full_finetune", "ablation:schedule-embeddings_only", "ablation:init-mean_resizing",
+        "ablation:init-random"}
+    assert expected <= set(models)
+    for name, m in models.items():
+        for language in ("korean", "english"):
+            assert m[language]["bits_per_character"] > 0 and m[language]["tokens_per_character"] > 0, name
+    assert models["final"]["korean"]["bits_per_character"] < models["base"]["korean"]["bits_per_character"]
+    assert models["final"]["korean"]["tokens_per_character"] < models["base"]["korean"]["tokens_per_character"]
+
+
+def test_report_and_executed_notebooks(micro_run):
+    run, report = micro_run["run_dir"], micro_run["report"]
+    assert list(report["chapters"]) == chapters_in_order()
+    for name, record in report["chapters"].items():
+        assert record["status"] == "completed" and record["wall_seconds"] > 0 and record["peak_memory_mb"] > 0
+        notebook = json.loads((run / record["executed"]).read_text())
+        errors = [o for c in notebook["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, (name, errors[:1])
+        assert any("parameters" in c["metadata"].get("tags", []) for c in notebook["cells"])
+        assert (run / record["log"]).is_file()
+    assert report["packages"]["torch"].startswith("2.13") and report["data"] and "commit" in report["git"]
+
+
+def test_built_book_has_every_chapter_with_figures_and_the_status_page(micro_run):
+    html = micro_run["index"].parent
+    for chapter in chapters_in_order():
+        page = (html / "book" / f"{chapter}.html").read_text()
+        assert "How this page was computed" in page and "<img" in page, chapter
+    status = (html / "book" / "status.html").read_text()
+    assert "Reproducibility status" in status and all(c in status for c in chapters_in_order())
+
+
+def test_resume_reruns_nothing(micro_run):
+    report = run_book("tiny", run_dir=micro_run["run_dir"], overrides=MICRO, resume=True, progress=False)
+    assert all(r["status"] == "completed" for r in report["chapters"].values())
+    finished = {c: r["finished_at"] for c, r in micro_run["report"]["chapters"].items()}
+    assert {c: r["finished_at"] for c, r in report["chapters"].items()} == finished
+
+
+def test_unknown_chapter_and_missing_earlier_chapters(tmp_path):
+    with pytest.raises(EeveError, match="Unknown chapter '09'.*00_base_model"):
+        run_book("tiny", chapters=["09"], run_dir=tmp_path, overrides=MICRO, progress=False)
+    with pytest.raises(EeveError, match="needs the earlier chapters.*00_base_model"):
+        run_book("tiny", chapters=["03"], run_dir=tmp_path, overrides=MICRO, progress=False)
+
+
+def test_a_failing_chapter_names_chapter_cell_and_log_and_keeps_completed_ones(micro_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_run["run_dir"], run)
+    shutil.rmtree(run / "model")
+    shutil.rmtree(run / "stages")
+    bad = {**MICRO, "training.seq_len": 10**6}  # chapter 04 cannot cut a single window
+    with pytest.raises(ChapterFailed) as e:
+        run_book("tiny", chapters=["04"], run_dir=run, overrides=bad, progress=False)
+    message = str(e.value)
+    assert "04_seven_stages" in message and "in cell" in message and "TrainingError" in message
+    assert "04_seven_stages.log" in message
+    report = json.loads((run / "report.json").read_text())
+    assert report["chapters"]["04_seven_stages"]["status"] == "failed"
+    assert report["chapters"]["03_embedding_init"]["status"] == "completed"
+    assert not (run / "stages").exists()
+
+
+def test_build_warns_about_a_run_from_another_commit(micro_run, tmp_path):
+    import shutil
+
+    from eeve_lib.build import stage_sources
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_run["run_dir"], run, ignore=shutil.ignore_patterns("stages", "ablations", "model"))
+    report = json.loads((run / "report.json").read_text())
+    report["git"]["commit"] = "0" * 40
+    (run / "report.json").write_text(json.dumps(report))
+    with pytest.warns(UserWarning, match="produced at commit 000000000000"):
+        stage = stage_sources("tiny", run, tmp_path / "src")
+    assert "produced at commit 000000000000" in (stage / "book" / "status.md").read_text()
+
+
+def test_build_without_a_run_says_what_to_do(tmp_path):
+    from eeve_lib.build import build_book
+
+    with pytest.raises(EeveError, match="eeve run --profile tiny"):
+        build_book("tiny", run_dir=tmp_path / "nothing", output=tmp_path / "out")
