@@ -1,7 +1,8 @@
 """Write outputs so that nothing half-written is ever left behind.
 
 Every file and directory under ``runs/`` is written to a temporary sibling first and renamed
-into place only when complete: a crash or a bad input leaves the previous state untouched.
+into place only when complete: a crash or a bad input leaves the previous state untouched. Every
+chapter writes through it.
 """
 
 from __future__ import annotations

@@ -50,12 +50,13 @@ def status_page(report: dict[str, Any], commit_warning: str | None = None) -> st
     ]
     if commit_warning:
         lines += [":::{warning}", commit_warning, ":::", ""]
-    lines += ["## Chapters", "", "| Chapter | Status | Wall time | Share | Peak memory | Device | Finished |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["## Chapters", "", "| Chapter | Status | Wall time | Share | Peak memory | Device | Commit | Finished |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, r in chapters.items():
         share = f"{100 * r.get('wall_seconds', 0) / total:.0f} %" if total else "-"
         lines.append(f"| {name} | {r.get('status')} | {_fmt_seconds(r.get('wall_seconds', 0))} | {share} | "
-                     f"{r.get('peak_memory_mb', 0):.0f} MB | {r.get('device')} | {r.get('finished_at', '')} |")
+                     f"{r.get('peak_memory_mb', 0):.0f} MB | {r.get('device')} | `{(r.get('commit') or '?')[:12]}` | "
+                     f"{r.get('finished_at', '')} |")
     lines += ["", "## Package versions", "", "| Package | Version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted((report.get("packages") or {}).items())]
     lines += [f"| python | {hw.get('python')} |", "", "## Data", "",

@@ -190,6 +190,30 @@ def initialise_extended_model(profile, run_dir=None, method: InitMethod | None =
     return model, target_tok, base_tok, ext
 
 
+def plan_extension(profile, run_dir=None) -> tuple[Extension, int, int]:
+    """A run's row layout, hidden size and transformer parameter count, without loading any weights.
+
+    Chapter 04 uses it for its tables; a phi-2-sized model is never held twice in memory for them.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .paths import run_paths
+    from .vocabulary_expansion import load_target_tokenizer
+
+    paths = run_paths(profile, run_dir)
+    config = AutoConfig.from_pretrained(paths.base, trust_remote_code=False)
+    base_size = len(AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False))
+    target_size = len(load_target_tokenizer(profile, run_dir))
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    embedding_ids = {id(p) for m in (skeleton.get_input_embeddings(), skeleton.get_output_embeddings())
+                     for p in m.parameters()}
+    body = sum(p.numel() for p in skeleton.parameters() if id(p) not in embedding_ids)
+    rows = plan_rows(config.vocab_size, target_size, profile.vocabulary.pad_to_multiple_of)
+    ext = Extension(base_size, target_size, config.vocab_size, rows, profile.embedding_init)
+    return ext, config.hidden_size, body
+
+
 def piece_similarity(model, ext: Extension) -> torch.Tensor:
     """Cosine similarity of each new input row to each of its pieces' rows, averaged per token."""
     w = model.get_input_embeddings().weight.detach().float()

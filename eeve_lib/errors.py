@@ -1,7 +1,7 @@
 """Errors that name the problem and the fix.
 
 Every error raised on bad input derives from :class:`EeveError`, so the runner and the
-command line can print its message without a traceback.
+command line can print its message without a traceback. Every chapter raises them on bad input.
 """
 
 

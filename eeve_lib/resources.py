@@ -69,3 +69,39 @@ def stage_table(shape: Shape, tokens_per_stage: dict[int, int], save_bytes: int 
                      "training FLOPs": stage_flops_per_token(shape, stage) * tokens,
                      "saved model (GiB)": shape.total_params * save_bytes / 2**30})
     return rows
+
+
+# Cited, not computed: phi-2's config.json (32 layers, 51,200 embedding rows), its tokenizer (50,295
+# tokens), and the EEVE-Korean-2.8B model card (a vocabulary of 58,944).
+PHI2_LAYERS, PHI2_TOKENS, PHI2_ROWS, EEVE_KOREAN_2_8B_VOCABULARY = 32, 50295, 51200, 58944
+
+
+def phi2_shape() -> Shape:
+    """phi-2 extended as EEVE-Korean-2.8B: the full-dry profile's phi-2 configuration with phi-2's
+    32 layers, and as many new tokens as the card's vocabulary implies."""
+    from .embedding_init import plan_rows
+    from .profiles import load_profile
+
+    arch = load_profile("full-dry").base_model.architecture
+    multiple = load_profile("full").vocabulary.pad_to_multiple_of
+    return Shape(hidden=arch["hidden_size"], layers=PHI2_LAYERS, intermediate=arch["intermediate_size"],
+                 n_base=PHI2_TOKENS, n_new=EEVE_KOREAN_2_8B_VOCABULARY - PHI2_TOKENS,
+                 rows=plan_rows(PHI2_ROWS, EEVE_KOREAN_2_8B_VOCABULARY, multiple))
+
+
+def full_profile_stage_table() -> list[dict]:
+    """``stage_table`` for phi-2's shape and the ``full`` profile's token budgets."""
+    from .profiles import load_profile
+
+    t = load_profile("full").training
+    tokens = {b.stage: b.tokens or b.steps * t.batch_size * t.seq_len for b in t.schedule}
+    return stage_table(phi2_shape(), tokens)
+
+
+if __name__ == "__main__":  # python -m eeve_lib.resources: the README's per-stage memory table
+    shape = phi2_shape()
+    print(f"phi-2 extended to {shape.rows:,} rows: {shape.total_params:,} parameters")
+    print(f"{'stage':>5}  {'trainable':>14}  {'memory floor GiB':>16}  {'training FLOPs':>14}  trains")
+    for row in full_profile_stage_table():
+        print(f"{row['stage']:>5}  {row['trainable parameters']:>14,}  {row['memory floor (GiB)']:>16.1f}  "
+              f"{row['training FLOPs']:>14.3g}  {row['trains']}")

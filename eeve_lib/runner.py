@@ -142,12 +142,14 @@ def load_report(path: Path) -> dict[str, Any]:
 
 
 def check_commit(report: dict[str, Any], where: Path) -> str | None:
-    """A warning when ``report`` was written at another commit than the checkout's."""
-    recorded = (report.get("git") or {}).get("commit")
+    """A warning when ``report`` (or any of its chapters) was written at another commit than the checkout's."""
     current = git_commit()["commit"]
-    if recorded and current and recorded != current:
-        message = (f"{where} was produced at commit {recorded[:12]}, but this checkout is at {current[:12]}: "
-                   f"its results may not match the code you see.")
+    recorded = {(report.get("git") or {}).get("commit")} | {c.get("commit") for c in report.get("chapters", {}).values()}
+    recorded.discard(None)
+    others = sorted(r for r in recorded if r != current)
+    if others and current:
+        message = (f"{where} was produced at commit {', '.join(r[:12] for r in others)}, but this checkout is at "
+                   f"{current[:12]}: its results may not match the code you see.")
         warnings.warn(message)
         return message
     return None
@@ -280,6 +282,7 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
             "wall_seconds": round(time.time() - started, 1),
             "peak_memory_mb": round(memory.peak / 2**20, 1),
             "device": device or profile.device,
+            "commit": report["git"]["commit"],
             "inputs": hashes,
             "executed": str(executed.relative_to(paths.root)),
             "log": str(log.relative_to(paths.root)),

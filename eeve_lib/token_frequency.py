@@ -3,10 +3,11 @@
 In the paper this ran over about 100 GB. BPE works on each pre-token (word) independently, so the
 exact token counts follow from counting the distinct words once and encoding each distinct word
 once, weighted by its count. Word counting is a C-level regex scan (the GPT-2 pattern that the
-byte-level pre-tokeniser uses) streamed in batches, across processes for large corpora; encoding
-the distinct words uses the tokenizer's own batch encoder; the counts are a vectorised
-``numpy.bincount``. The word counts do not depend on the new merges, so the loop of chapter 02
-counts words once and only re-encodes the distinct words in each iteration.
+byte-level pre-tokeniser uses) streamed in batches, shared with helper processes for large
+corpora; the distinct words are encoded by a lean copy of the tokenizer's own encoder, hundreds
+of words per call; the counts are a vectorised ``numpy.bincount``. The word counts do not depend
+on the new merges, so the loop of chapter 02 counts words once and only re-encodes the distinct
+words in each iteration.
 
 ``benchmarks/token_counting.py`` checks that this gives exactly the counts of the naive loop and
 of ``encode_batch``, and measures the throughput of each. Shown in chapter 02.
@@ -14,9 +15,12 @@ of ``encode_batch``, and measures the throughput of each. Shown in chapter 02.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import multiprocessing
 import os
+import queue
 import re as _stdlib_re
 import unicodedata
 from collections import Counter
@@ -31,6 +35,12 @@ from .intermediate_tokenizer import check_supported, tokenizer_json
 
 # The pattern of the tokenizers library's ByteLevel pre-tokenizer (use_regex=True), i.e. GPT-2's.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# Distinct words per pre-tokenized sequence in token_counts: large enough that per-Encoding costs
+# vanish, small enough that a batch still splits into many sequences for the encoder's threads.
+_WORDS_PER_SEQUENCE = 256
+# A helper process costs a spawn and an import (a few tenths of a second, the time to count a few
+# MB): worth it only for streams of more batches than this.
+_MIN_BATCHES_FOR_HELPERS = 8
 
 
 @dataclass
@@ -63,38 +73,100 @@ class _Splitter:
                       if longest_first else None)
         self.nfc = normalize_nfc
 
-    def count(self, docs: Sequence[str]) -> tuple[Counter, Counter, int, int]:
-        words: Counter = Counter()
-        added: Counter = Counter()
-        chars = nbytes = 0
+    def count_into(self, docs: Sequence[str], words: Counter, added: Counter) -> tuple[int, int]:
+        """Add the pre-tokens of ``docs`` to ``words``, added tokens to ``added``; return (characters, bytes)."""
+        if self.nfc:
+            docs = [doc if unicodedata.is_normalized("NFC", doc) else unicodedata.normalize("NFC", doc)
+                    for doc in docs]
+        chars = sum(map(len, docs))
+        nbytes = sum(map(len, map(str.encode, docs)))
         findall = self.pattern.findall
+        if self.added is None or not any(map(self.added.search, docs)):
+            # The common case: no added token in the batch. Counter.update on an iterator counts in C,
+            # so the whole batch is scanned without a Python-level step per document or per word.
+            words.update(itertools.chain.from_iterable(map(findall, docs)))
+            return chars, nbytes
         for doc in docs:
-            if self.nfc and not unicodedata.is_normalized("NFC", doc):
-                doc = unicodedata.normalize("NFC", doc)
-            chars += len(doc)
-            nbytes += len(doc.encode("utf-8"))
-            if self.added is None:
-                words.update(findall(doc))
-                continue
             start = 0
             for m in self.added.finditer(doc):
                 words.update(findall(doc[start:m.start()]))
                 added[m.group()] += 1
                 start = m.end()
             words.update(findall(doc[start:]))
-        return words, added, chars, nbytes
+        return chars, nbytes
 
 
-_worker_splitter: _Splitter | None = None
+def _count_in_helper(inbox, outbox, added_tokens: Sequence[str], normalize_nfc: bool) -> None:
+    """A helper process: count every batch it receives into one Counter, and send it back once.
+
+    Sending one Counter per helper at the end, instead of one per batch, keeps the pickling and
+    the merging in the parent proportional to the distinct words, not to the number of batches.
+    """
+    splitter = _Splitter(added_tokens, normalize_nfc)
+    words: Counter = Counter()
+    added: Counter = Counter()
+    docs = chars = nbytes = 0
+    for batch in iter(inbox.get, None):
+        c, b = splitter.count_into(batch, words, added)
+        docs, chars, nbytes = docs + len(batch), chars + c, nbytes + b
+    outbox.put((words, added, docs, chars, nbytes))
 
 
-def _init_worker(added_tokens: Sequence[str], normalize_nfc: bool) -> None:
-    global _worker_splitter
-    _worker_splitter = _Splitter(added_tokens, normalize_nfc)
+def _check_alive(processes) -> None:
+    failed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+    if failed:
+        raise RuntimeError(f"a word-counting process exited with code {failed[0]}; rerun with workers=1 to see "
+                           f"the error in this process")
 
 
-def _count_in_worker(docs: Sequence[str]):
-    return _worker_splitter.count(docs)
+def _put(queue_, item, processes) -> None:
+    """``queue_.put`` that raises instead of blocking forever if a helper died."""
+    while True:
+        try:
+            return queue_.put(item, timeout=1.0)
+        except queue.Full:
+            _check_alive(processes)
+
+
+def _get(queue_, processes):
+    """``queue_.get`` that raises instead of blocking forever if a helper died."""
+    while True:
+        try:
+            return queue_.get(timeout=1.0)
+        except queue.Empty:
+            _check_alive(processes)
+
+
+def _count_with_helpers(batches: Iterable[list[str]], helpers: int, added_tokens: Sequence[str], nfc: bool,
+                        count_here) -> list[tuple]:
+    """Count ``batches`` in ``helpers`` extra processes and, whenever they are all busy, here.
+
+    Returns each helper's (words, added, docs, chars, bytes). A batch goes to the helpers only
+    while their bounded queue has room, so this process never idles and memory stays flat on
+    huge streams; on a busy machine it simply counts more batches itself.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    inbox = ctx.Queue(maxsize=2 * helpers)
+    outbox = ctx.Queue()
+    processes = [ctx.Process(target=_count_in_helper, args=(inbox, outbox, list(added_tokens), nfc), daemon=True)
+                 for _ in range(helpers)]
+    for p in processes:
+        p.start()
+    try:
+        for batch in batches:
+            try:
+                inbox.put_nowait(batch)
+            except queue.Full:
+                count_here(batch)
+        for _ in processes:
+            _put(inbox, None, processes)
+        # Read the results before joining: a process cannot exit while its result is unread.
+        results = [_get(outbox, processes) for _ in processes]
+    finally:
+        for p in processes:
+            p.terminate()  # no effect on a helper that has finished; stops the others if counting failed here
+            p.join()
+    return results
 
 
 def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -119,53 +191,116 @@ def _fast_path_settings(tokenizer) -> tuple[list[str], bool]:
     return added, bool(norm)
 
 
+def _count_words(texts: Iterable[str], tokenizer, *, workers: int = 0, batch_size: int = 4096,
+                 progress: bool = True, total_documents: int | None = None):
+    """count_words without the sorting: (words Counter, added Counter, documents, characters, bytes)."""
+    added_tokens, nfc = _fast_path_settings(tokenizer)
+    batches = _batches(texts, batch_size)
+    first = list(itertools.islice(batches, _MIN_BATCHES_FOR_HELPERS))
+    workers = workers or (os.cpu_count() or 1)
+    bar = tqdm(total=total_documents, desc="counting words", unit="doc", disable=not progress)
+    splitter = _Splitter(added_tokens, nfc)
+    words: Counter = Counter()
+    added: Counter = Counter()
+    docs = chars = nbytes = 0
+
+    def count_here(batch: list[str]) -> None:
+        nonlocal docs, chars, nbytes
+        c, b = splitter.count_into(batch, words, added)
+        docs, chars, nbytes = docs + len(batch), chars + c, nbytes + b
+        bar.update(len(batch))  # batches handed to helpers show up when their results arrive
+
+    if workers > 1 and len(first) == _MIN_BATCHES_FOR_HELPERS:
+        for w, a, d, c, b in _count_with_helpers(itertools.chain(first, batches), workers - 1, added_tokens, nfc,
+                                                 count_here):
+            words.update(w)
+            added.update(a)
+            docs, chars, nbytes = docs + d, chars + c, nbytes + b
+            bar.update(d)
+    else:
+        for batch in itertools.chain(first, batches):
+            count_here(batch)
+    bar.close()
+    return words, added, docs, chars, nbytes
+
+
 def count_words(texts: Iterable[str], tokenizer, *, workers: int = 0, batch_size: int = 4096,
                 progress: bool = True, total_documents: int | None = None) -> WordCounts:
     """Count the distinct pre-tokens of a (possibly larger-than-memory) stream of documents.
 
-    ``workers=0`` uses one process per core for streams of many batches, and this process for
-    small corpora; ``workers=1`` never starts processes. Shown in chapter 02.
+    ``workers`` counts this process: ``workers=0`` uses one process per core for streams of many
+    batches, and this process alone for small corpora; ``workers=1`` never starts processes.
+    Shown in chapter 02.
     """
-    added_tokens, nfc = _fast_path_settings(tokenizer)
-    words: Counter = Counter()
-    added: Counter = Counter()
-    docs = chars = nbytes = 0
-    batches = _batches(texts, batch_size)
-    first = list(itertools.islice(batches, 2))
-    workers = workers or (os.cpu_count() or 1)
-    bar = tqdm(total=total_documents, desc="counting words", unit="doc", disable=not progress)
-
-    def absorb(result, n_docs):
-        nonlocal docs, chars, nbytes
-        w, a, c, b = result
-        words.update(w)
-        added.update(a)
-        docs += n_docs
-        chars += c
-        nbytes += b
-        bar.update(n_docs)
-
-    if workers > 1 and len(first) > 1:
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(added_tokens, nfc)) as pool:
-            sized = ((b, len(b)) for b in itertools.chain(first, batches))
-            pending = []
-            for batch, n in sized:
-                pending.append((pool.apply_async(_count_in_worker, (batch,)), n))
-                # Keep a bounded number of batches in flight so memory stays flat on huge streams.
-                while len(pending) >= 2 * workers:
-                    res, k = pending.pop(0)
-                    absorb(res.get(), k)
-            for res, k in pending:
-                absorb(res.get(), k)
-    else:
-        splitter = _Splitter(added_tokens, nfc)
-        for batch in itertools.chain(first, batches):
-            absorb(splitter.count(batch), len(batch))
-    bar.close()
-    items = sorted(words.items())  # sorted: the result never depends on arrival order
-    return WordCounts([w for w, _ in items], np.fromiter((n for _, n in items), dtype=np.int64, count=len(items)),
+    words, added, docs, chars, nbytes = _count_words(texts, tokenizer, workers=workers, batch_size=batch_size,
+                                                     progress=progress, total_documents=total_documents)
+    ordered = sorted(words)  # sorted: the result never depends on which process counted what
+    return WordCounts(ordered, np.fromiter(map(words.__getitem__, ordered), dtype=np.int64, count=len(ordered)),
                       dict(added), docs, chars, nbytes)
+
+
+def _word_encoder(backend, words: Sequence[str]):
+    """A leaner copy of ``backend`` for encoding distinct words, and each token's length in bytes.
+
+    Returns ``(encoder, token_bytes)``, or None where the shortcut would not be exact. The words of
+    a WordCounts are pre-tokens, each one match of the GPT-2 pattern, which that pattern returns
+    whole, so the pre-tokenizer's regex split can be skipped; NFC leaves an NFC word unchanged, so
+    the normaliser can be skipped. The encoder then sees exactly the word's UTF-8 bytes, and with
+    every byte in the vocabulary (no unknown or dropped bytes) and no added token that strips
+    spaces, each token covers exactly ``token_bytes[id]`` of them: that is what lets token_counts
+    find each token's word without encode_batch's offset tracking.
+    """
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    spec = tokenizer_json(backend)
+    pre, model, norm = spec.get("pre_tokenizer") or {}, spec.get("model") or {}, spec.get("normalizer")
+    added = spec.get("added_tokens") or []
+    plain_byte_level = (pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
+                        and not pre.get("add_prefix_space"))
+    plain_bpe = (model.get("type") == "BPE" and not model.get("dropout") and not model.get("byte_fallback")
+                 and not model.get("continuing_subword_prefix") and not model.get("end_of_word_suffix")
+                 and all(ch in model["vocab"] for ch in pre_tokenizers.ByteLevel.alphabet()))
+    nfc_only = norm is None or norm.get("type") == "NFC" or (
+        norm.get("type") == "Sequence" and all(n.get("type") == "NFC" for n in norm["normalizers"]))
+    if not (plain_byte_level and plain_bpe and nfc_only) or any(t.get("lstrip") or t.get("rstrip") for t in added):
+        return None
+    if norm is not None and not all(map(functools.partial(unicodedata.is_normalized, "NFC"), words)):
+        return None
+    token_bytes = np.zeros(max([*model["vocab"].values(), *(t["id"] for t in added)]) + 1, dtype=np.int64)
+    for token, i in model["vocab"].items():
+        token_bytes[i] = len(token)  # byte-level spelling: one character per byte
+    for t in added:
+        token_bytes[t["id"]] = len(t["content"].encode("utf-8"))  # matched literally, raw text
+    spec.update(normalizer=None, post_processor=None, truncation=None, padding=None,
+                pre_tokenizer=dict(pre, use_regex=False))
+    return Tokenizer.from_str(json.dumps(spec)), token_bytes
+
+
+def _encode_words_one_by_one(backend, words: Sequence[str], counts: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Token counts of ``words`` weighted by ``counts``, one Encoding per word (any tokenizer)."""
+    encs = backend.encode_batch_fast(words, add_special_tokens=False)
+    lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs), dtype=np.int64, count=int(lengths.sum()))
+    return np.bincount(ids, weights=np.repeat(counts, lengths), minlength=vocab_size).astype(np.int64)
+
+
+def _encode_words_in_runs(encoder, token_bytes: np.ndarray, words: Sequence[str], counts: np.ndarray,
+                          vocab_size: int) -> np.ndarray | None:
+    """_encode_words_one_by_one for _word_encoder's copy, about twice as fast; None if bytes do not add up.
+
+    Each run of words goes in as one pre-tokenized sequence, so the encoder still encodes every
+    word on its own but returns one Encoding per run instead of one per word (most of the cost).
+    The words' bytes lie end to end, so a token belongs to the word whose bytes hold its first byte.
+    """
+    runs = [words[i:i + _WORDS_PER_SEQUENCE] for i in range(0, len(words), _WORDS_PER_SEQUENCE)]
+    encodings = encoder.encode_batch_fast(runs, is_pretokenized=True, add_special_tokens=False)
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64)
+    lengths = token_bytes[ids]
+    word_ends = np.cumsum(np.fromiter(map(len, map(str.encode, words)), dtype=np.int64, count=len(words)))
+    if len(words) and int(lengths.sum()) != int(word_ends[-1]):
+        return None  # an assumption of _word_encoder does not hold for this tokenizer
+    word_index = np.searchsorted(word_ends, np.cumsum(lengths) - lengths, side="right")
+    return np.bincount(ids, weights=counts[word_index], minlength=vocab_size).astype(np.int64)
 
 
 def token_counts(tokenizer, word_counts: WordCounts, *, batch_size: int = 16384, progress: bool = False) -> np.ndarray:
@@ -174,12 +309,13 @@ def token_counts(tokenizer, word_counts: WordCounts, *, batch_size: int = 16384,
     vocab_size = backend.get_vocab_size(with_added_tokens=True)
     totals = np.zeros(vocab_size, dtype=np.int64)
     words, counts = word_counts.words, word_counts.counts
+    lean = _word_encoder(backend, words)
     for start in tqdm(range(0, len(words), batch_size), desc="encoding distinct words", disable=not progress):
-        encs = backend.encode_batch_fast(words[start:start + batch_size], add_special_tokens=False)
-        lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
-        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs), dtype=np.int64, count=int(lengths.sum()))
-        totals += np.bincount(ids, weights=np.repeat(counts[start:start + len(encs)], lengths),
-                              minlength=vocab_size).astype(np.int64)
+        block, weights = words[start:start + batch_size], counts[start:start + batch_size]
+        block_totals = _encode_words_in_runs(*lean, block, weights, vocab_size) if lean else None
+        if block_totals is None:
+            block_totals = _encode_words_one_by_one(backend, block, weights, vocab_size)
+        totals += block_totals
     vocab = backend.get_vocab(with_added_tokens=True)
     for token, n in word_counts.added.items():
         totals[vocab[token]] += n
@@ -189,7 +325,11 @@ def token_counts(tokenizer, word_counts: WordCounts, *, batch_size: int = 16384,
 def count_token_frequencies(tokenizer, texts: Iterable[str], **kwargs) -> np.ndarray:
     """Word counting and distinct-word encoding in one call (what the benchmark times)."""
     progress = kwargs.pop("progress", True)
-    return token_counts(tokenizer, count_words(texts, tokenizer, progress=progress, **kwargs))
+    words, added, docs, chars, nbytes = _count_words(texts, tokenizer, progress=progress, **kwargs)
+    # Token counts do not depend on the order of the words, so count_words' sorting is skipped.
+    unsorted = WordCounts(list(words), np.fromiter(words.values(), dtype=np.int64, count=len(words)),
+                          dict(added), docs, chars, nbytes)
+    return token_counts(tokenizer, unsorted)
 
 
 def naive_token_counts(tokenizer, texts: Iterable[str]) -> np.ndarray:

@@ -184,6 +184,15 @@ def merge_stage(model) -> None:
         p.requires_grad_(True)
 
 
+def stage_optimizer(trainable: list[tuple[str, nn.Parameter]], learning_rate: float,
+                    weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW over exactly the trainable tensors of a stage (no decay on biases and norms)."""
+    decay = [p for _, p in trainable if p.dim() >= 2]
+    no_decay = [p for _, p in trainable if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate, betas=(0.9, 0.95))
+
+
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes of tensor state the optimizer holds (Adam: two moments per trainable element)."""
     total = 0
@@ -273,11 +282,7 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
                                      hidden=model.get_input_embeddings().weight.shape[1], body_params=body_params,
                                      output_bias=model.get_output_embeddings().bias is not None)
     trainable = install_stage(model, stage, ext)
-    decay = [p for _, p in trainable if p.dim() >= 2]
-    no_decay = [p for _, p in trainable if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=budget.learning_rate, betas=(0.9, 0.95))
+    optimizer = stage_optimizer(trainable, budget.learning_rate, settings.weight_decay)
     start, rng_state = 0, None
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)

@@ -1,0 +1,124 @@
+"""The full-scale path without the hub: a cut-down full-dry run, and full failing fast offline."""
+
+import time
+
+import pytest
+import torch
+
+from eeve_lib import hub
+from eeve_lib.corpora import load_corpus
+from eeve_lib.errors import OfflineError
+from eeve_lib.profiles import load_profile
+
+CUT_DOWN = {
+    "data.max_korean_documents": 12000,
+    "training.schedule": [{"stage": 1, "steps": 1, "learning_rate": 1e-4},
+                          {"stage": 4, "steps": 1, "learning_rate": 5e-5},
+                          {"stage": 6, "steps": 1, "learning_rate": 2e-5}],
+    "training.seq_len": 32,
+    "training.batch_size": 1,
+    "evaluation.max_korean_chars": 300,
+    "evaluation.max_english_chars": 300,
+}
+
+
+@pytest.fixture(scope="module")
+def full_dry(tmp_path_factory):
+    """full-dry with one layer and three one-step stages, end to end through the library."""
+    from eeve_lib.base_model import ensure_base_model
+    from eeve_lib.full_dry import prepare_full_dry_base
+    from eeve_lib.training import run_schedule
+    from eeve_lib.vocabulary_expansion import expand_vocabulary
+
+    root = tmp_path_factory.mktemp("full-dry")
+    standin = prepare_full_dry_base(root / "standin", layers=1)
+    profile = load_profile("full-dry", {**CUT_DOWN, "base_model.local_path": str(standin),
+                                        "base_model.architecture.num_hidden_layers": 1})
+    run = root / "run"
+    ensure_base_model(profile, run, progress=False)
+    expansion = expand_vocabulary(profile, run, progress=False)
+    result = run_schedule(profile, run, progress=False)
+    return {"profile": profile, "run": run, "expansion": expansion, "result": result}
+
+
+def test_the_standin_has_phi2s_shape(full_dry):
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(full_dry["run"] / "base")
+    tok = AutoTokenizer.from_pretrained(full_dry["run"] / "base")
+    assert (config.hidden_size, config.num_attention_heads, config.intermediate_size) == (2560, 32, 10240)
+    assert len(tok) == 50295 and config.vocab_size == 51200 and not config.tie_word_embeddings
+
+
+def test_new_ids_run_through_the_padding_rows_and_beyond(full_dry):
+    ext = full_dry["result"].extension
+    assert ext.base_size == 50295 and ext.base_rows == 51200
+    assert ext.target_size > ext.base_rows, "the new ids must go through the padding rows and beyond"
+    assert ext.rows % 64 == 0 and ext.rows - ext.target_size < 64
+
+
+def test_every_new_row_holds_its_own_initialisation(full_dry):
+    from eeve_lib.base_model import load_base
+    from eeve_lib.embedding_init import initialise_extended_model
+
+    profile, run = full_dry["profile"], full_dry["run"]
+    base, base_tok = load_base(profile, run)
+    model, tok, _, ext = initialise_extended_model(profile, run)
+    old_in, old_out = base.get_input_embeddings().weight, base.lm_head.weight
+    new_in, new_out = model.get_input_embeddings().weight, model.lm_head.weight
+    assert model.config.vocab_size == new_in.shape[0] == new_out.shape[0] == ext.rows
+    for i, pieces in zip(ext.new_ids, ext.pieces):
+        assert torch.equal(new_in[i], old_in[pieces].float().mean(0))
+        assert torch.equal(new_out[i], old_out[pieces[0]])
+        if i < ext.base_rows:  # a former padding row: its leftover values must be gone
+            assert not torch.equal(new_in[i], old_in[i])
+
+
+def test_stages_saved_in_bfloat16_keep_frozen_rows_exact(full_dry):
+    from safetensors.torch import load_file
+
+    run = full_dry["run"]
+    base = load_file(run / "base" / "model.safetensors")
+    n = full_dry["result"].extension.base_size
+    for stage in (1, 4):
+        s = load_file(run / "stages" / f"stage{stage}" / "model.safetensors")
+        assert s["model.embed_tokens.weight"].dtype == torch.bfloat16
+        assert torch.equal(s["model.embed_tokens.weight"][:n].float(), base["model.embed_tokens.weight"][:n])
+        assert all(torch.equal(s[k].float(), base[k]) for k in base if "embed_tokens" not in k and "lm_head" not in k)
+
+
+def test_rows_beyond_the_tokenizer_are_never_generated(full_dry):
+    from eeve_lib.evaluation import load_model
+
+    model, tok = load_model(full_dry["run"] / "model")
+    rows = model.get_input_embeddings().weight.shape[0]
+    assert model.generation_config.suppress_tokens == list(range(len(tok), rows))
+    with torch.no_grad():
+        model.lm_head.bias[len(tok):] = 1e4  # as likely as possible: still never generated
+    ids = tok("이 영화 정말", return_tensors="pt").input_ids
+    torch.manual_seed(0)
+    out = model.generate(ids, do_sample=True, max_new_tokens=12, pad_token_id=tok.eos_token_id)
+    assert int(out.max()) < len(tok)
+
+
+def test_full_offline_fails_fast_naming_the_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    hub.hub_reachable.cache_clear()
+    started = time.time()
+    with pytest.raises(OfflineError) as e:
+        load_corpus(load_profile("full"), "korean")
+    assert time.time() - started < 10
+    assert "hf download wikimedia/wikipedia --repo-type dataset --revision b04c8d1" in str(e.value)
+    hub.hub_reachable.cache_clear()
+
+
+def test_full_offline_through_the_runner_stops_at_chapter_00(tmp_path, monkeypatch):
+    from eeve_lib.runner import ChapterFailed, run_book
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ChapterFailed) as e:
+        run_book("full", run_dir=tmp_path / "run", progress=False)
+    assert "00_base_model" in str(e.value) and "OfflineError" in str(e.value)
+    assert not (tmp_path / "run" / "base").exists()
