@@ -233,8 +233,9 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
     from .corpora import manifest_records
     from .runtime import describe_hardware
 
-    parameters = {"profile": profile_name, "run_dir": str(paths.root), "device": device, "seed": seed,
-                  "overrides": json.dumps(overrides, sort_keys=True)}
+    # run_dir only when asked for: the default (runs/<profile>) then reads as such in the book.
+    parameters = {"profile": profile_name, "run_dir": str(paths.root) if run_dir else None, "device": device,
+                  "seed": seed, "overrides": json.dumps(overrides, sort_keys=True)}
     report.update({
         "version": REPORT_VERSION,
         "profile": profile.name,

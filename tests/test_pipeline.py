@@ -131,3 +131,13 @@ def test_build_without_a_run_says_what_to_do(tmp_path):
 
     with pytest.raises(EeveError, match="eeve run --profile tiny"):
         build_book("tiny", run_dir=tmp_path / "nothing", output=tmp_path / "out")
+
+
+def test_a_dead_kernel_is_reported_as_such(tmp_path):
+    from nbclient.exceptions import DeadKernelError
+
+    from eeve_lib.runner import _describe_failure
+
+    message = _describe_failure(DeadKernelError("Kernel died"), "04_seven_stages", tmp_path / "04.log",
+                                tmp_path / "04.failed.ipynb")
+    assert "kernel died (out of memory" in message and "04.log" in message and "--resume" in message
