@@ -1,6 +1,6 @@
 """Language-model basics shared by pretraining (chapter 00), stage training (chapter 04) and
 evaluation (chapter 05): packing documents into a token stream, sampling windows, the learning
-rate schedule, the loss, and greedy continuations.
+rate schedule and the loss.
 """
 
 from __future__ import annotations
@@ -67,19 +67,3 @@ def mean_loss(model, stream: torch.Tensor, seq_len: int, max_windows: int = 64, 
         count += len(batch)
     model.train(was_training)
     return total / count
-
-
-@torch.no_grad()
-def greedy_continuations(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 24) -> list[dict]:
-    """Greedy continuations of ``prompts`` (chapters 00, 03 and 05)."""
-    device = next(model.parameters()).device
-    out = []
-    model.eval()
-    for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(device)
-        gen = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.eos_token_id)
-        new = gen[0, ids.shape[1]:]
-        out.append({"prompt": prompt, "continuation": tokenizer.decode(new, skip_special_tokens=True),
-                    "new_tokens": int(len(new))})
-    return out

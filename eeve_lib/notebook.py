@@ -52,10 +52,3 @@ def _use_korean_font(matplotlib) -> None:
             return
     # Without one, Hangul in labels would render as boxes: plots label tokens by id instead.
     matplotlib.rcParams["axes.unicode_minus"] = False
-
-
-def hangul_font_available() -> bool:
-    """Whether plot labels can show Hangul (else the chapters show Korean in tables, not plots)."""
-    import matplotlib
-
-    return matplotlib.rcParams["font.family"][0] not in ("sans-serif", "DejaVu Sans")

@@ -162,14 +162,3 @@ def added_tokens_tokenizer(base_tokenizer, candidates: Sequence[str]):
     texts = [token_text(t) for t in candidates]
     tok.add_tokens([t for t in texts if t])
     return tok
-
-
-def check_pair(tokenizer, model) -> None:
-    """Raise if ``tokenizer`` has more tokens than ``model`` has embedding rows."""
-    rows = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > rows:
-        raise TokenizerError(
-            f"The tokenizer has {len(tokenizer)} tokens but the model has only {rows} embedding rows: "
-            f"they do not belong together. Load the tokenizer saved with this model, or resize the model "
-            f"with eeve_lib.embedding_init.extend_model first."
-        )

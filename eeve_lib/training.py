@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -535,10 +534,3 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
     if kind == "init":
         return run_schedule(profile, run_dir, init=name, output=out, save_stages=False, progress=progress)
     raise TrainingError(f"Unknown ablation arm {arm!r}: use schedule:<name> or init:<name>.")
-
-
-def clear_run_outputs(profile: Profile, run_dir=None) -> None:
-    """Remove the stages, final model, training logs and ablations of a run (``eeve run --fresh``)."""
-    paths = run_paths(profile, run_dir)
-    for p in (paths.stages, paths.model, paths.train, paths.ablations):
-        shutil.rmtree(p, ignore_errors=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import atomic
 from .base_model import base_info, load_base
-from .candidates import contains_hangul, is_hangul, prepare_candidates, to_byte_level, token_text
+from .candidates import is_hangul, prepare_candidates, to_byte_level, token_text
 from .corpora import load_corpus
 from .errors import EeveError, VocabularyError
 from .paths import run_paths
@@ -197,4 +197,4 @@ def fertility(tokenizer, texts: Sequence[str]) -> float:
 
 
 __all__ = ["expand_vocabulary", "refine_vocabulary", "frequent_single_characters", "fertility",
-           "load_expansion_summary", "load_target_tokenizer", "contains_hangul", "json"]
+           "load_expansion_summary", "load_target_tokenizer"]

@@ -1,6 +1,5 @@
 """Chapter 00's step: the base model is built, saved Hugging Face-native, cached and deterministic."""
 
-import json
 import os
 import subprocess
 import sys

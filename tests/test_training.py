@@ -1,6 +1,5 @@
 """Chapter 04's step: the seven stages, exactness, resumption and determinism."""
 
-import os
 import shutil
 import signal
 import subprocess
