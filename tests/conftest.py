@@ -76,3 +76,18 @@ def micro_run(tmp_path_factory):
     report = run_book("tiny", run_dir=run_dir, overrides=MICRO, progress=False)
     index = build_book("tiny", run_dir=run_dir, output=root / "_build")
     return {"run_dir": run_dir, "report": report, "index": index, "root": root}
+
+
+def assert_padding_never_generated(model, tok, prompt: str, new_tokens: int) -> None:
+    """Rows beyond the tokenizer are suppressed in generation, even when made the most likely."""
+    import torch
+
+    rows = model.get_input_embeddings().weight.shape[0]
+    assert rows > len(tok), "the model should have padding rows"
+    assert model.generation_config.suppress_tokens == list(range(len(tok), rows))
+    with torch.no_grad():
+        model.lm_head.bias[len(tok):] = 1e4
+    ids = tok(prompt, return_tensors="pt").input_ids
+    torch.manual_seed(0)
+    out = model.generate(ids, do_sample=True, max_new_tokens=new_tokens, pad_token_id=tok.eos_token_id)
+    assert int(out.max()) < len(tok)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from eeve_lib.base_model import ensure_base_model, load_base
 from eeve_lib.errors import OfflineError
 from eeve_lib.profiles import load_profile
-from tests.conftest import MICRO
+from tests.conftest import MICRO, assert_padding_never_generated
 
 
 def test_saved_base_reloads_offline_with_auto_classes(micro_base):
@@ -49,15 +49,7 @@ def test_two_runs_from_scratch_are_bit_identical_even_with_the_global_rng_distur
 
 def test_padding_rows_are_never_generated(micro_base):
     model, tok = load_base("tiny", micro_base)
-    rows = model.get_input_embeddings().weight.shape[0]
-    assert rows > len(tok), "the micro base model should have padding rows"
-    assert model.generation_config.suppress_tokens == list(range(len(tok), rows))
-    with torch.no_grad():
-        model.lm_head.bias[len(tok):] = 100.0  # make padding rows the most likely: they must still never appear
-    ids = tok("To be", return_tensors="pt").input_ids
-    torch.manual_seed(0)
-    out = model.generate(ids, do_sample=True, max_new_tokens=40, pad_token_id=tok.eos_token_id)
-    assert int(out.max()) < len(tok)
+    assert_padding_never_generated(model, tok, "To be", 40)
 
 
 def test_hub_model_offline_fails_fast_with_the_download_command(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from eeve_lib import hub
 from eeve_lib.corpora import load_corpus
 from eeve_lib.errors import OfflineError
 from eeve_lib.profiles import load_profile
+from tests.conftest import assert_padding_never_generated
 
 CUT_DOWN = {
     "data.max_korean_documents": 12000,
@@ -91,14 +92,7 @@ def test_rows_beyond_the_tokenizer_are_never_generated(full_dry):
     from eeve_lib.evaluation import load_model
 
     model, tok = load_model(full_dry["run"] / "model")
-    rows = model.get_input_embeddings().weight.shape[0]
-    assert model.generation_config.suppress_tokens == list(range(len(tok), rows))
-    with torch.no_grad():
-        model.lm_head.bias[len(tok):] = 1e4  # as likely as possible: still never generated
-    ids = tok("이 영화 정말", return_tensors="pt").input_ids
-    torch.manual_seed(0)
-    out = model.generate(ids, do_sample=True, max_new_tokens=12, pad_token_id=tok.eos_token_id)
-    assert int(out.max()) < len(tok)
+    assert_padding_never_generated(model, tok, "이 영화 정말", 12)
 
 
 def test_full_offline_fails_fast_naming_the_downloads(tmp_path, monkeypatch):
