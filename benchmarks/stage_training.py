@@ -10,10 +10,11 @@ Two models with random weights (fixed seed) whose embeddings already have the ex
         AdamW fits in memory (what was cut is printed); on a GPU the default is all 32 layers
         and 2048-token windows in bf16 autocast, as the full profile trains.
 
-Each stage runs the project's own code path: ``eeve_lib.training.install_stage`` splits and
-freezes the model, ``stage_optimizer`` (the AdamW of ``train_stage``) is built over the trainable tensors, one warm-up
-step and ``--steps`` timed steps run (forward, loss, backward, gradient clipping, optimizer step:
-the body of ``train_stage``'s loop), and ``merge_stage`` puts the model back together. Printed
+Each stage runs the project's own code path: ``eeve_lib.method.row_split.install_stage`` splits
+and freezes the model, ``stage_optimizer`` (the AdamW of ``train_stage``) is built over the
+trainable tensors, one warm-up step and ``--steps`` timed steps of the library's ``train_step``
+run (forward, loss, backward, gradient clipping, optimizer step: the body of ``train_stage``'s
+loop), and ``merge_stage`` puts the model back together. Printed
 per stage, all measured side by side in one run:
 
   step s           mean wall time of a timed step (after the warm-up step)
@@ -21,7 +22,7 @@ per stage, all measured side by side in one run:
                    and the gradients) above the memory just before it: on the CPU, the process's
                    RSS sampled every millisecond by a thread (psutil), after returning freed
                    memory to the system; on CUDA, ``torch.cuda.max_memory_allocated``
-  optimizer state  ``eeve_lib.training.optimizer_state_bytes`` after the first step
+  optimizer state  ``eeve_lib.method.row_split.optimizer_state_bytes`` after the first step
 
 Targets (the project's): steps of stage 2 and stage 4 take at most 0.4x a stage-6 step; stage
 1's optimizer state is at most 1.1x new rows x hidden x 8 bytes (Adam's two fp32 moments of the
@@ -143,21 +144,6 @@ def autocast_for(device: torch.device, dtype: torch.dtype):
     return contextlib.nullcontext
 
 
-def training_step(model, optimizer, trainable, batch, vocab_limit: int, grad_clip: float, autocast) -> float:
-    """One step as in the loop of ``train_stage`` (accelerate's calls are these on one device)."""
-    from eeve_lib.lm import causal_lm_loss
-
-    with autocast():
-        logits = model(input_ids=batch).logits
-    loss = causal_lm_loss(logits, batch, vocab_limit=vocab_limit)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_([p for _, p in trainable], grad_clip)
-    optimizer.step()
-    return float(loss.detach())
-
-
 @dataclass
 class StageResult:
     number: int
@@ -171,8 +157,9 @@ class StageResult:
 def measure_stages(model, ext, batches: torch.Tensor, settings, learning_rates: dict[int, float],
                    device: torch.device, autocast, progress) -> list[StageResult]:
     """Install, warm up, time and merge every stage in turn; ``batches`` holds one batch per step."""
-    from eeve_lib.stages import STAGES
-    from eeve_lib.training import install_stage, merge_stage, optimizer_state_bytes, stage_optimizer
+    from eeve_lib.method.row_split import install_stage, merge_stage, optimizer_state_bytes, stage_optimizer
+    from eeve_lib.method.stage_loop import train_step
+    from eeve_lib.method.stages import STAGES
 
     def synchronize():
         if device.type == "cuda":
@@ -185,8 +172,9 @@ def measure_stages(model, ext, batches: torch.Tensor, settings, learning_rates: 
         optimizer = stage_optimizer(trainable, learning_rates[stage.number], settings.weight_decay)
         model.train()
 
-        def step(batch):
-            return training_step(model, optimizer, trainable, batch, ext.target_size, settings.grad_clip, autocast)
+        def step(batch):  # the library's own step, as train_stage runs it on one device
+            return float(train_step(model, batch, optimizer, [p for _, p in trainable], vocab_limit=ext.target_size,
+                                    grad_clip=settings.grad_clip, autocast=autocast))
 
         with PeakMemory(device) as memory:
             step(batches[0])  # warm-up: allocates the optimizer state and the gradients
@@ -230,8 +218,8 @@ class Setup:
 
 
 def setups(args, device: torch.device) -> list[Setup]:
-    from eeve_lib.base_model import padded_rows
-    from eeve_lib.profiles import load_profile
+    from eeve_lib.method.base_model import padded_rows
+    from eeve_lib.pipeline.profiles import load_profile
 
     out = []
     if "tiny" in args.models:
@@ -265,8 +253,8 @@ def build_model(setup: Setup, seed: int, device: torch.device):
     """A phi whose embeddings already have the extended rows, and the Extension describing them."""
     from transformers import PhiForCausalLM
 
-    from eeve_lib.base_model import build_phi_config
-    from eeve_lib.embedding_init import Extension, plan_rows
+    from eeve_lib.method.base_model import build_phi_config
+    from eeve_lib.method.embedding_init import Extension, plan_rows
     from eeve_lib.runtime import deterministic, seeded
 
     rows = plan_rows(setup.base_rows, setup.target_size, setup.pad_to_multiple_of)
@@ -348,7 +336,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from eeve_lib.errors import EeveError
-    from eeve_lib.profiles import load_profile
+    from eeve_lib.pipeline.profiles import load_profile
     from eeve_lib.runtime import deterministic, generator, resolve_device, resolve_dtype
 
     try:

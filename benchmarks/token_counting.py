@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def use_shared_data_if_unset() -> None:
     """Fall back to the shared data beside a checkout when ``$EEVE_DATA_DIR`` is unset (said aloud)."""
-    from eeve_lib.corpora import DATA_DIR_VARIABLE
+    from eeve_lib.pipeline.sources import DATA_DIR_VARIABLE
 
     if os.environ.get(DATA_DIR_VARIABLE):
         return
@@ -81,7 +81,7 @@ def use_shared_data_if_unset() -> None:
 
 def read_reviews(train_bytes: float, measure_bytes: float) -> tuple[list[str], list[str]]:
     """The first reviews of NSMC for tokenizer training, and the reviews after them to measure."""
-    from eeve_lib.corpora import iter_documents, load_manifest
+    from eeve_lib.pipeline.corpora import iter_documents, load_manifest
 
     entry = load_manifest("small")["nsmc-reviews"]
     train, measure = [], []
@@ -132,10 +132,10 @@ def main(argv=None) -> int:
     import tokenizers
     from tqdm import tqdm
 
-    from eeve_lib.base_model import train_byte_level_bpe
+    from counting_baselines import batch_token_counts, naive_token_counts
     from eeve_lib.errors import EeveError
-    from eeve_lib.token_frequency import (_MIN_BATCHES_FOR_HELPERS, batch_token_counts, count_token_frequencies,
-                                          naive_token_counts)
+    from eeve_lib.method.families.byte_level import train_byte_level_bpe
+    from eeve_lib.method.token_frequency import _MIN_BATCHES_FOR_HELPERS, count_token_frequencies
 
     sizes = sorted(set(args.megabytes))
     try:

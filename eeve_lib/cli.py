@@ -14,8 +14,9 @@ from .errors import EeveError
 
 
 def _fetch_data(args: argparse.Namespace) -> None:
-    from .corpora import fetch_sdist, load_manifest
-    from .profiles import load_profile
+    from .pipeline.manifest import load_manifest
+    from .pipeline.sources import fetch_sdist
+    from .pipeline.profiles import load_profile
 
     profile = load_profile(args.profile)
     manifest = load_manifest(profile.data.manifest)
@@ -27,7 +28,8 @@ def _fetch_data(args: argparse.Namespace) -> None:
 
 
 def _manifest_checksums(args: argparse.Namespace) -> None:
-    from .corpora import entry_checksum, load_manifest
+    from .pipeline.manifest import load_manifest
+    from .pipeline.sources import entry_checksum
 
     for name, entry in load_manifest(args.manifest).items():
         if entry.kind == "hub":
@@ -43,7 +45,7 @@ def _manifest_checksums(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from .runner import run_book
+    from .pipeline.runner import run_book
 
     overrides = json.loads(args.overrides) if args.overrides else None
     run_book(args.profile, chapters=args.chapters, resume=args.resume, run_dir=args.run_dir,
@@ -51,22 +53,22 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _build(args: argparse.Namespace) -> None:
-    from .build import build_book
+    from .book.build import build_book
 
     path = build_book(args.profile, run_dir=args.run_dir, output=args.output)
     print(f"Built {path}")
 
 
 def _prepare_full_dry(args: argparse.Namespace) -> None:
-    from .full_dry import prepare_full_dry_base
+    from .pipeline.full_dry import prepare_full_dry_base
 
     path = prepare_full_dry_base(args.output, layers=args.layers)
     print(f"Wrote the phi-2-shaped stand-in to {path}")
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .profiles import load_profile
-    from .training import run_schedule
+    from .pipeline.profiles import load_profile
+    from .pipeline.training import run_schedule
 
     overrides = json.loads(args.overrides) if args.overrides else None
     result = run_schedule(load_profile(args.profile, overrides), args.run_dir)
@@ -74,7 +76,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _profiles(args: argparse.Namespace) -> None:
-    from .profiles import available_profiles, load_profile
+    from .pipeline.profiles import available_profiles, load_profile
 
     for name in available_profiles():
         p = load_profile(name)

@@ -2,7 +2,7 @@
 
 Results must not depend on the global random state: every random draw in eeve_lib goes through
 a ``torch.Generator`` seeded from the profile, or happens inside :func:`seeded` which restores
-the global state afterwards. Shown in chapter 00.
+the global state afterwards. Every step uses it; the chapters never call it directly.
 """
 
 from __future__ import annotations

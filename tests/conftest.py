@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from eeve_lib.method.stages import STAGES
+
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("EEVE_DATA_DIR", str((ROOT.parent / "shared" / "data").resolve()))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -30,7 +32,7 @@ MICRO: dict = {
     "training.seq_len": 32,
     "training.batch_size": 4,
     "training.checkpoint_every": 2,
-    "training.schedule": [{"stage": s, "steps": 4, "learning_rate": 3.0e-3} for s in range(1, 8)],
+    "training.schedule": [{"stage": s, "steps": 4, "learning_rate": 3.0e-3} for s in STAGES],
     "evaluation.window": 64,
     "evaluation.stride": 32,
     "evaluation.max_korean_chars": 1500,
@@ -41,7 +43,7 @@ MICRO: dict = {
 
 @pytest.fixture(scope="session")
 def micro_profile():
-    from eeve_lib.profiles import load_profile
+    from eeve_lib.pipeline.profiles import load_profile
 
     return load_profile("tiny", MICRO)
 
@@ -49,7 +51,7 @@ def micro_profile():
 @pytest.fixture(scope="session")
 def micro_base(micro_profile, tmp_path_factory):
     """A run directory holding a micro base model (chapter 00's step only)."""
-    from eeve_lib.base_model import ensure_base_model
+    from eeve_lib.pipeline.base import ensure_base_model
 
     run_dir = tmp_path_factory.mktemp("micro-base")
     ensure_base_model(micro_profile, run_dir, progress=False)
@@ -59,7 +61,7 @@ def micro_base(micro_profile, tmp_path_factory):
 @pytest.fixture(scope="session")
 def micro_expanded(micro_profile, micro_base):
     """``micro_base`` plus the extended tokenizer (chapters 01-02)."""
-    from eeve_lib.vocabulary_expansion import expand_vocabulary
+    from eeve_lib.pipeline.vocabulary import expand_vocabulary
 
     expand_vocabulary(micro_profile, micro_base, progress=False)
     return micro_base
@@ -68,8 +70,8 @@ def micro_expanded(micro_profile, micro_base):
 @pytest.fixture(scope="session")
 def micro_run(tmp_path_factory):
     """Every chapter executed through the runner at MICRO settings, and the book built from it."""
-    from eeve_lib.build import build_book
-    from eeve_lib.runner import run_book
+    from eeve_lib.book.build import build_book
+    from eeve_lib.pipeline.runner import run_book
 
     root = tmp_path_factory.mktemp("micro-run")
     run_dir = root / "runs" / "tiny"

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from eeve_lib.base_model import ensure_base_model, load_base
+from eeve_lib.pipeline.base import ensure_base_model, load_base
 from eeve_lib.errors import OfflineError
-from eeve_lib.profiles import load_profile
+from eeve_lib.pipeline.profiles import load_profile
 from tests.conftest import MICRO, assert_padding_never_generated
 
 
@@ -55,7 +55,7 @@ def test_padding_rows_are_never_generated(micro_base):
 def test_hub_model_offline_fails_fast_with_the_download_command(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    from eeve_lib import hub
+    from eeve_lib.pipeline import hub
 
     hub.hub_reachable.cache_clear()
     profile = load_profile("full")

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from eeve_lib.method.stages import STAGES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,6 +32,6 @@ def test_stage_training_quick_runs_every_stage():
     result = run_quick("stage_training.py")
     assert result.returncode == 0, result.stdout + result.stderr
     table = result.stdout.split("optimizer state B\n", 1)[1]
-    assert [line.split()[0] for line in table.splitlines()[:7]] == [str(n) for n in range(1, 8)]
+    assert [line.split()[0] for line in table.splitlines()[:7]] == [str(n) for n in STAGES]
     # Not a timing: stage 1 holds Adam state for the new input rows alone, exactly.
     assert "= 1.000x  MET" in result.stdout.split("stage 1 optimizer state", 1)[1].splitlines()[0]

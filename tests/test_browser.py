@@ -90,7 +90,7 @@ STATUS_PAGE = "book/status"
 
 def _notebook_chapters() -> list[str]:
     """The executed method chapters (numbered notebooks 00-05), in _toc.yml order: the ones with figures."""
-    from eeve_lib.runner import chapters_in_order
+    from eeve_lib.pipeline.runner import chapters_in_order
 
     return [f"book/{name}" for name in chapters_in_order() if name[:2].isdigit()]
 
@@ -311,6 +311,6 @@ def test_status_page(browser, site):
     assert heading.text.replace("#", "").strip() == "Reproducibility status"
     rows = browser.find_elements(By.CSS_SELECTOR, "article.bd-article section#chapters table tbody tr")
     names = [row.find_element(By.CSS_SELECTOR, "td").text.strip() for row in rows]
-    from eeve_lib.runner import chapters_in_order
+    from eeve_lib.pipeline.runner import chapters_in_order
 
     assert names == chapters_in_order()

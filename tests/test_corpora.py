@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eeve_lib import corpora
-from eeve_lib.corpora import ManifestEntry, entry_checksum, iter_documents, is_validation, load_corpus
+from eeve_lib.pipeline import corpora, manifest, sources
+from eeve_lib.pipeline.corpora import iter_documents, is_validation, load_corpus
+from eeve_lib.pipeline.manifest import ManifestEntry
+from eeve_lib.pipeline.sources import entry_checksum
 from eeve_lib.errors import CorpusError
-from eeve_lib.profiles import load_profile
+from eeve_lib.pipeline.profiles import load_profile
 
 
 def local_entry(path, **kw) -> ManifestEntry:
@@ -75,7 +77,7 @@ def test_bytes_that_are_not_utf8_name_file_and_line(tmp_path):
 def write_manifest(tmp_path, monkeypatch, entries: dict) -> None:
     (tmp_path / "manifests").mkdir(exist_ok=True)
     (tmp_path / "manifests" / "t.yaml").write_text(yaml.safe_dump({"name": "t", "entries": entries}, allow_unicode=True))
-    monkeypatch.setattr(corpora, "MANIFEST_DIR", tmp_path / "manifests")
+    monkeypatch.setattr(manifest, "MANIFEST_DIR", tmp_path / "manifests")
 
 
 def test_empty_corpus_after_filtering_is_an_error(tmp_path, monkeypatch):

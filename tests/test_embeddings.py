@@ -3,11 +3,13 @@
 import pytest
 import torch
 
-from eeve_lib.base_model import build_phi_config, load_base
-from eeve_lib.embedding_init import PADDING_BIAS, extend_model, initialise_extended_model, plan_rows
+from eeve_lib.method.base_model import build_phi_config
+from eeve_lib.pipeline.base import load_base
+from eeve_lib.method.embedding_init import PADDING_BIAS, extend_model, plan_rows
+from eeve_lib.pipeline.training import initialise_extended_model
 from eeve_lib.errors import TokenizerError
-from eeve_lib.profiles import load_profile
-from eeve_lib.vocabulary_expansion import load_target_tokenizer
+from eeve_lib.pipeline.profiles import load_profile
+from eeve_lib.pipeline.vocabulary import load_target_tokenizer
 from tests.conftest import MICRO
 
 

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from eeve_lib.evaluation import _window_plan, score_texts
-from eeve_lib.kobest import TASKS, MultipleChoice, macro_f1, score_task, to_examples
+from eeve_lib.method.evaluation import _window_plan, score_texts
+from eeve_lib.method.kobest import TASKS, MultipleChoice, macro_f1, score_task, to_examples
 
 
 class CharTokenizer:

@@ -5,10 +5,10 @@ import time
 import pytest
 import torch
 
-from eeve_lib import hub
-from eeve_lib.corpora import load_corpus
+from eeve_lib.pipeline import hub
+from eeve_lib.pipeline.corpora import load_corpus
 from eeve_lib.errors import OfflineError
-from eeve_lib.profiles import load_profile
+from eeve_lib.pipeline.profiles import load_profile
 from tests.conftest import assert_padding_never_generated
 
 CUT_DOWN = {
@@ -26,10 +26,10 @@ CUT_DOWN = {
 @pytest.fixture(scope="module")
 def full_dry(tmp_path_factory):
     """full-dry with one layer and three one-step stages, end to end through the library."""
-    from eeve_lib.base_model import ensure_base_model
-    from eeve_lib.full_dry import prepare_full_dry_base
-    from eeve_lib.training import run_schedule
-    from eeve_lib.vocabulary_expansion import expand_vocabulary
+    from eeve_lib.pipeline.base import ensure_base_model
+    from eeve_lib.pipeline.full_dry import prepare_full_dry_base
+    from eeve_lib.pipeline.training import run_schedule
+    from eeve_lib.pipeline.vocabulary import expand_vocabulary
 
     root = tmp_path_factory.mktemp("full-dry")
     standin = prepare_full_dry_base(root / "standin", layers=1)
@@ -59,8 +59,8 @@ def test_new_ids_run_through_the_padding_rows_and_beyond(full_dry):
 
 
 def test_every_new_row_holds_its_own_initialisation(full_dry):
-    from eeve_lib.base_model import load_base
-    from eeve_lib.embedding_init import initialise_extended_model
+    from eeve_lib.pipeline.base import load_base
+    from eeve_lib.pipeline.training import initialise_extended_model
 
     profile, run = full_dry["profile"], full_dry["run"]
     base, base_tok = load_base(profile, run)
@@ -89,7 +89,7 @@ def test_stages_saved_in_bfloat16_keep_frozen_rows_exact(full_dry):
 
 
 def test_rows_beyond_the_tokenizer_are_never_generated(full_dry):
-    from eeve_lib.evaluation import load_model
+    from eeve_lib.pipeline.evaluation import load_model
 
     model, tok = load_model(full_dry["run"] / "model")
     assert_padding_never_generated(model, tok, "이 영화 정말", 12)
@@ -108,7 +108,7 @@ def test_full_offline_fails_fast_naming_the_downloads(tmp_path, monkeypatch):
 
 
 def test_full_offline_through_the_runner_stops_at_chapter_00(tmp_path, monkeypatch):
-    from eeve_lib.runner import ChapterFailed, run_book
+    from eeve_lib.pipeline.runner import ChapterFailed, run_book
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -3,22 +3,24 @@
 import json
 
 import pytest
+
+from eeve_lib.method.stages import STAGES
 import torch
 from safetensors.torch import load_file
 
 from eeve_lib.errors import EeveError
-from eeve_lib.runner import ChapterFailed, chapters_in_order, run_book
+from eeve_lib.pipeline.runner import ChapterFailed, chapters_in_order, run_book
 from tests.conftest import MICRO
 
 
 def test_run_layout_is_stable(micro_run):
     run = micro_run["run_dir"]
     for path in ["base", "tokenizer", "model", "eval/metrics.json", "report.json"] + \
-            [f"stages/stage{n}" for n in range(1, 8)]:
+            [f"stages/stage{n}" for n in STAGES]:
         assert (run / path).exists(), path
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    for folder in [run / "model"] + [run / "stages" / f"stage{n}" for n in range(1, 8)]:
+    for folder in [run / "model"] + [run / "stages" / f"stage{n}" for n in STAGES]:
         model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False)
         tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         assert model.config.vocab_size == model.get_input_embeddings().weight.shape[0] >= len(tok)
@@ -28,7 +30,7 @@ def test_stages_preserve_the_base_models_parameters(micro_run):
     run = micro_run["run_dir"]
     base = load_file(run / "base" / "model.safetensors")
     n = json.loads((run / "tokenizer" / "expansion.json").read_text())["base_size"]
-    for stage in range(1, 8):
+    for stage in STAGES:
         s = load_file(run / "stages" / f"stage{stage}" / "model.safetensors")
         body_equal = all(torch.equal(base[k], s[k]) for k in base if "embed_tokens" not in k and "lm_head" not in k)
         input_equal = torch.equal(base["model.embed_tokens.weight"][:n], s["model.embed_tokens.weight"][:n])
@@ -45,7 +47,7 @@ def test_stages_preserve_the_base_models_parameters(micro_run):
 def test_metrics_hold_every_model_and_korean_improves(micro_run):
     metrics = json.loads((micro_run["run_dir"] / "eval" / "metrics.json").read_text())
     models = metrics["models"]
-    expected = {"base", "final"} | {f"stage{n}" for n in range(1, 8)} | {
+    expected = {"base", "final"} | {f"stage{n}" for n in STAGES} | {
         "ablation:schedule-full_finetune", "ablation:schedule-embeddings_only", "ablation:init-mean_resizing",
         "ablation:init-random"}
     assert expected <= set(models)
@@ -114,7 +116,7 @@ def test_a_failing_chapter_names_chapter_cell_and_log_and_keeps_completed_ones(m
 def test_build_warns_about_a_run_from_another_commit(micro_run, tmp_path):
     import shutil
 
-    from eeve_lib.build import stage_sources
+    from eeve_lib.book.build import stage_sources
 
     run = tmp_path / "run"
     shutil.copytree(micro_run["run_dir"], run, ignore=shutil.ignore_patterns("stages", "ablations", "model"))
@@ -127,7 +129,7 @@ def test_build_warns_about_a_run_from_another_commit(micro_run, tmp_path):
 
 
 def test_build_without_a_run_says_what_to_do(tmp_path):
-    from eeve_lib.build import build_book
+    from eeve_lib.book.build import build_book
 
     with pytest.raises(EeveError, match="eeve run --profile tiny"):
         build_book("tiny", run_dir=tmp_path / "nothing", output=tmp_path / "out")
@@ -136,7 +138,7 @@ def test_build_without_a_run_says_what_to_do(tmp_path):
 def test_a_dead_kernel_is_reported_as_such(tmp_path):
     from nbclient.exceptions import DeadKernelError
 
-    from eeve_lib.runner import _describe_failure
+    from eeve_lib.pipeline.runner import _describe_failure
 
     message = _describe_failure(DeadKernelError("Kernel died"), "04_seven_stages", tmp_path / "04.log",
                                 tmp_path / "04.failed.ipynb")

@@ -3,7 +3,7 @@
 import pytest
 
 from eeve_lib.errors import ProfileError
-from eeve_lib.profiles import available_profiles, load_profile
+from eeve_lib.pipeline.profiles import available_profiles, load_profile
 
 
 def test_every_profile_file_loads():

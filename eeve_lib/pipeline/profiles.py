@@ -1,8 +1,8 @@
 """Profiles as data: one readable YAML file per profile in ``profiles/``.
 
 A profile says which corpora, base model, tokenizer sizes, thresholds, training budgets and
-seeds a run uses. ``tiny``, ``small``, ``full`` and ``full-dry`` share one code path; only
-these files differ. Unknown keys and unknown profile names are errors that list the valid ones.
+seeds a run uses. Every profile shares one code path; only these files differ. Adding a profile
+is adding a file here (and, for new data, a manifest in ``data_manifests/``). Unknown keys and unknown profile names are errors that list the valid ones.
 Shown in every chapter's first cell (see the introduction for an overview).
 """
 
@@ -19,9 +19,10 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from .errors import ProfileError
+from ..errors import ProfileError
+from ..method.stages import StageBudget
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 PROFILE_DIR = Path(os.environ.get("EEVE_PROFILE_DIR", PROJECT_ROOT / "profiles"))
 
 
@@ -62,6 +63,8 @@ class BaseModelSettings:
     revision: str | None = None
     local_path: str | None = None
     tokenizer_vocab_size: int | None = None
+    # The family of the tokenizer pretrained here (source 'pretrain'); see eeve_lib.method.families.
+    tokenizer_family: str = "byte-level BPE"
     # Extra added tokens appended after BPE training, like phi-2's whitespace tokens.
     tokenizer_added_tokens: int = 0
     pad_vocab_to_multiple_of: int = 64
@@ -81,16 +84,6 @@ class VocabularySettings:
     pad_to_multiple_of: int = 64
     counting_batch_size: int = 4096
     counting_workers: int = 0  # 0 = one per core
-
-
-@dataclass(frozen=True)
-class StageBudget:
-    """One stage of a schedule: which stage, for how long, at which learning rate."""
-
-    stage: int
-    learning_rate: float
-    steps: int | None = None
-    tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -253,7 +246,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any] | None) ->
 
 
 def _check_consistency(p: Profile) -> None:
-    from .stages import STAGES  # the stage table lives with the stage definitions
+    from ..method.stages import STAGES  # the stage table lives with the stage definitions
 
     for i, b in enumerate(p.training.schedule):
         if b.stage not in STAGES:
@@ -301,3 +294,8 @@ def load_profile(name: str | Profile, overrides: Mapping[str, Any] | None = None
     profile = _build(Profile, raw, f"profile {raw.get('name', name)!r}")
     _check_consistency(profile)
     return profile
+
+
+def build_typed(cls: type, raw: Mapping[str, Any], where: str) -> Any:
+    """Validate a mapping against a dataclass's annotations (profiles and data manifests alike)."""
+    return _build(cls, raw, where)

@@ -1,6 +1,6 @@
-"""Language-model basics shared by pretraining (chapter 00), stage training (chapter 04) and
-evaluation (chapter 05): packing documents into a token stream, sampling windows, the learning
-rate schedule and the loss.
+"""Steps 0 and 8-11: the language-model basics that pretraining (chapter 00), stage training
+(chapter 04) and evaluation (chapter 05) share: packing documents into a token stream, windows,
+the learning-rate schedule and the loss.
 """
 
 from __future__ import annotations

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from . import atomic
-from .base_model import build_phi_config, padded_rows, train_byte_level_bpe
+from ..method.base_model import build_phi_config, padded_rows
+from ..method.families import family_named
 from .corpora import load_corpus
 from .profiles import PROJECT_ROOT, load_profile
-from .runtime import deterministic, seeded
+from ..runtime import deterministic, seeded
 
 
 def prepare_full_dry_base(output: str | Path | None = None, layers: int | None = None, profile: str = "full-dry",
@@ -32,7 +33,8 @@ def prepare_full_dry_base(output: str | Path | None = None, layers: int | None =
     target = Path(output or bm.local_path)
     target = target if target.is_absolute() else PROJECT_ROOT / target
     english = load_corpus(p, "english")
-    tokenizer = train_byte_level_bpe(english.train, bm.tokenizer_vocab_size, bm.tokenizer_added_tokens)
+    tokenizer = family_named(bm.tokenizer_family).train_base_tokenizer(english.train, bm.tokenizer_vocab_size,
+                                                                       bm.tokenizer_added_tokens)
     rows = padded_rows(len(tokenizer), bm.pad_vocab_to_multiple_of)
     architecture = dict(bm.architecture)
     if layers is not None:

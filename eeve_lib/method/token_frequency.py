@@ -2,9 +2,9 @@
 
 In the paper this ran over about 100 GB. BPE works on each pre-token (word) independently, so the
 exact token counts follow from counting the distinct words once and encoding each distinct word
-once, weighted by its count. Word counting is a C-level regex scan (the GPT-2 pattern that the
-byte-level pre-tokeniser uses) streamed in batches, shared with helper processes for large
-corpora; the distinct words are encoded by a lean copy of the tokenizer's own encoder, hundreds
+once, weighted by its count. Word counting is a C-level regex scan (the pattern of the base's
+pre-tokeniser, from its tokenizer family) streamed in batches, shared with helper processes for large
+corpora; the distinct words are encoded by a lean copy of the tokenizer's own encoder (the family's), hundreds
 of words per call; the counts are a vectorised ``numpy.bincount``. The word counts do not depend
 on the new merges, so the loop of chapter 02 counts words once and only re-encodes the distinct
 words in each iteration.
@@ -15,9 +15,7 @@ of ``encode_batch``, and measures the throughput of each. Shown in chapter 02.
 
 from __future__ import annotations
 
-import functools
 import itertools
-import json
 import multiprocessing
 import os
 import queue
@@ -31,10 +29,7 @@ import numpy as np
 import regex
 from tqdm import tqdm
 
-from .intermediate_tokenizer import check_supported, tokenizer_json
-
-# The pattern of the tokenizers library's ByteLevel pre-tokenizer (use_regex=True), i.e. GPT-2's.
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+from .families import family_of, tokenizer_json
 # Distinct words per pre-tokenized sequence in token_counts: large enough that per-Encoding costs
 # vanish, small enough that a batch still splits into many sequences for the encoder's threads.
 _WORDS_PER_SEQUENCE = 256
@@ -66,8 +61,8 @@ class WordCounts:
 class _Splitter:
     """Splits raw text the way the tokenizer does before BPE: added tokens first, then the regex."""
 
-    def __init__(self, added_tokens: Sequence[str], normalize_nfc: bool):
-        self.pattern = regex.compile(GPT2_PATTERN)
+    def __init__(self, pattern: str, added_tokens: Sequence[str], normalize_nfc: bool):
+        self.pattern = regex.compile(pattern)
         longest_first = sorted(set(added_tokens), key=len, reverse=True)
         self.added = (_stdlib_re.compile("|".join(map(_stdlib_re.escape, longest_first)))
                       if longest_first else None)
@@ -96,13 +91,13 @@ class _Splitter:
         return chars, nbytes
 
 
-def _count_in_helper(inbox, outbox, added_tokens: Sequence[str], normalize_nfc: bool) -> None:
+def _count_in_helper(inbox, outbox, pattern: str, added_tokens: Sequence[str], normalize_nfc: bool) -> None:
     """A helper process: count every batch it receives into one Counter, and send it back once.
 
     Sending one Counter per helper at the end, instead of one per batch, keeps the pickling and
     the merging in the parent proportional to the distinct words, not to the number of batches.
     """
-    splitter = _Splitter(added_tokens, normalize_nfc)
+    splitter = _Splitter(pattern, added_tokens, normalize_nfc)
     words: Counter = Counter()
     added: Counter = Counter()
     docs = chars = nbytes = 0
@@ -137,7 +132,7 @@ def _get(queue_, processes):
             _check_alive(processes)
 
 
-def _count_with_helpers(batches: Iterable[list[str]], helpers: int, added_tokens: Sequence[str], nfc: bool,
+def _count_with_helpers(batches: Iterable[list[str]], helpers: int, settings: tuple[str, list[str], bool],
                         count_here) -> list[tuple]:
     """Count ``batches`` in ``helpers`` extra processes and, whenever they are all busy, here.
 
@@ -148,7 +143,7 @@ def _count_with_helpers(batches: Iterable[list[str]], helpers: int, added_tokens
     ctx = multiprocessing.get_context("spawn")
     inbox = ctx.Queue(maxsize=2 * helpers)
     outbox = ctx.Queue()
-    processes = [ctx.Process(target=_count_in_helper, args=(inbox, outbox, list(added_tokens), nfc), daemon=True)
+    processes = [ctx.Process(target=_count_in_helper, args=(inbox, outbox, *settings), daemon=True)
                  for _ in range(helpers)]
     for p in processes:
         p.start()
@@ -175,31 +170,15 @@ def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def _fast_path_settings(tokenizer) -> tuple[list[str], bool]:
-    """Added tokens and whether to apply NFC, for a tokenizer whose pipeline the splitter mirrors."""
-    spec = check_supported(tokenizer)
-    pre = spec.get("pre_tokenizer") or {}
-    byte_levels = [pre] if pre.get("type") == "ByteLevel" else pre.get("pretokenizers", [])
-    if len(byte_levels) != 1 or byte_levels[0].get("type") != "ByteLevel" or not byte_levels[0].get("use_regex", True) \
-            or byte_levels[0].get("add_prefix_space"):
-        raise NotImplementedError("the word counter mirrors only the plain GPT-2 ByteLevel pre-tokenizer")
-    norm = spec.get("normalizer")
-    if norm and norm.get("type") != "NFC" and not (norm.get("type") == "Sequence"
-                                                 and all(n.get("type") == "NFC" for n in norm["normalizers"])):
-        raise NotImplementedError("the word counter mirrors only no normaliser or NFC")
-    added = [t["content"] for t in spec.get("added_tokens", [])]
-    return added, bool(norm)
-
-
 def _count_words(texts: Iterable[str], tokenizer, *, workers: int = 0, batch_size: int = 4096,
                  progress: bool = True, total_documents: int | None = None):
     """count_words without the sorting: (words Counter, added Counter, documents, characters, bytes)."""
-    added_tokens, nfc = _fast_path_settings(tokenizer)
+    settings = family_of(tokenizer).splitter_settings(tokenizer_json(tokenizer))
     batches = _batches(texts, batch_size)
     first = list(itertools.islice(batches, _MIN_BATCHES_FOR_HELPERS))
     workers = workers or (os.cpu_count() or 1)
     bar = tqdm(total=total_documents, desc="counting words", unit="doc", disable=not progress)
-    splitter = _Splitter(added_tokens, nfc)
+    splitter = _Splitter(*settings)
     words: Counter = Counter()
     added: Counter = Counter()
     docs = chars = nbytes = 0
@@ -211,8 +190,7 @@ def _count_words(texts: Iterable[str], tokenizer, *, workers: int = 0, batch_siz
         bar.update(len(batch))  # batches handed to helpers show up when their results arrive
 
     if workers > 1 and len(first) == _MIN_BATCHES_FOR_HELPERS:
-        for w, a, d, c, b in _count_with_helpers(itertools.chain(first, batches), workers - 1, added_tokens, nfc,
-                                                 count_here):
+        for w, a, d, c, b in _count_with_helpers(itertools.chain(first, batches), workers - 1, settings, count_here):
             words.update(w)
             added.update(a)
             docs, chars, nbytes = docs + d, chars + c, nbytes + b
@@ -239,43 +217,6 @@ def count_words(texts: Iterable[str], tokenizer, *, workers: int = 0, batch_size
                       dict(added), docs, chars, nbytes)
 
 
-def _word_encoder(backend, words: Sequence[str]):
-    """A leaner copy of ``backend`` for encoding distinct words, and each token's length in bytes.
-
-    Returns ``(encoder, token_bytes)``, or None where the shortcut would not be exact. The words of
-    a WordCounts are pre-tokens, each one match of the GPT-2 pattern, which that pattern returns
-    whole, so the pre-tokenizer's regex split can be skipped; NFC leaves an NFC word unchanged, so
-    the normaliser can be skipped. The encoder then sees exactly the word's UTF-8 bytes, and with
-    every byte in the vocabulary (no unknown or dropped bytes) and no added token that strips
-    spaces, each token covers exactly ``token_bytes[id]`` of them: that is what lets token_counts
-    find each token's word without encode_batch's offset tracking.
-    """
-    from tokenizers import Tokenizer, pre_tokenizers
-
-    spec = tokenizer_json(backend)
-    pre, model, norm = spec.get("pre_tokenizer") or {}, spec.get("model") or {}, spec.get("normalizer")
-    added = spec.get("added_tokens") or []
-    plain_byte_level = (pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
-                        and not pre.get("add_prefix_space"))
-    plain_bpe = (model.get("type") == "BPE" and not model.get("dropout") and not model.get("byte_fallback")
-                 and not model.get("continuing_subword_prefix") and not model.get("end_of_word_suffix")
-                 and all(ch in model["vocab"] for ch in pre_tokenizers.ByteLevel.alphabet()))
-    nfc_only = norm is None or norm.get("type") == "NFC" or (
-        norm.get("type") == "Sequence" and all(n.get("type") == "NFC" for n in norm["normalizers"]))
-    if not (plain_byte_level and plain_bpe and nfc_only) or any(t.get("lstrip") or t.get("rstrip") for t in added):
-        return None
-    if norm is not None and not all(map(functools.partial(unicodedata.is_normalized, "NFC"), words)):
-        return None
-    token_bytes = np.zeros(max([*model["vocab"].values(), *(t["id"] for t in added)]) + 1, dtype=np.int64)
-    for token, i in model["vocab"].items():
-        token_bytes[i] = len(token)  # byte-level spelling: one character per byte
-    for t in added:
-        token_bytes[t["id"]] = len(t["content"].encode("utf-8"))  # matched literally, raw text
-    spec.update(normalizer=None, post_processor=None, truncation=None, padding=None,
-                pre_tokenizer=dict(pre, use_regex=False))
-    return Tokenizer.from_str(json.dumps(spec)), token_bytes
-
-
 def _encode_words_one_by_one(backend, words: Sequence[str], counts: np.ndarray, vocab_size: int) -> np.ndarray:
     """Token counts of ``words`` weighted by ``counts``, one Encoding per word (any tokenizer)."""
     encs = backend.encode_batch_fast(words, add_special_tokens=False)
@@ -286,7 +227,7 @@ def _encode_words_one_by_one(backend, words: Sequence[str], counts: np.ndarray, 
 
 def _encode_words_in_runs(encoder, token_bytes: np.ndarray, words: Sequence[str], counts: np.ndarray,
                           vocab_size: int) -> np.ndarray | None:
-    """_encode_words_one_by_one for _word_encoder's copy, about twice as fast; None if bytes do not add up.
+    """_encode_words_one_by_one for the family's lean word encoder, about twice as fast; None if bytes do not add up.
 
     Each run of words goes in as one pre-tokenized sequence, so the encoder still encodes every
     word on its own but returns one Encoding per run instead of one per word (most of the cost).
@@ -298,7 +239,7 @@ def _encode_words_in_runs(encoder, token_bytes: np.ndarray, words: Sequence[str]
     lengths = token_bytes[ids]
     word_ends = np.cumsum(np.fromiter(map(len, map(str.encode, words)), dtype=np.int64, count=len(words)))
     if len(words) and int(lengths.sum()) != int(word_ends[-1]):
-        return None  # an assumption of _word_encoder does not hold for this tokenizer
+        return None  # an assumption of the lean encoder does not hold for this tokenizer
     word_index = np.searchsorted(word_ends, np.cumsum(lengths) - lengths, side="right")
     return np.bincount(ids, weights=counts[word_index], minlength=vocab_size).astype(np.int64)
 
@@ -309,7 +250,7 @@ def token_counts(tokenizer, word_counts: WordCounts, *, batch_size: int = 16384,
     vocab_size = backend.get_vocab_size(with_added_tokens=True)
     totals = np.zeros(vocab_size, dtype=np.int64)
     words, counts = word_counts.words, word_counts.counts
-    lean = _word_encoder(backend, words)
+    lean = family_of(backend).word_encoder(backend, words)
     for start in tqdm(range(0, len(words), batch_size), desc="encoding distinct words", disable=not progress):
         block, weights = words[start:start + batch_size], counts[start:start + batch_size]
         block_totals = _encode_words_in_runs(*lean, block, weights, vocab_size) if lean else None
@@ -332,30 +273,4 @@ def count_token_frequencies(tokenizer, texts: Iterable[str], **kwargs) -> np.nda
     return token_counts(tokenizer, unsorted)
 
 
-def naive_token_counts(tokenizer, texts: Iterable[str]) -> np.ndarray:
-    """The baseline: encode line by line in Python and count (benchmark and tests only)."""
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    counts: Counter = Counter()
-    for text in texts:
-        counts.update(backend.encode(text, add_special_tokens=False).ids)
-    totals = np.zeros(backend.get_vocab_size(with_added_tokens=True), dtype=np.int64)
-    for k, v in counts.items():
-        totals[k] = v
-    return totals
-
-
-def batch_token_counts(tokenizer, texts: Iterable[str], *, fast: bool = False, batch_size: int = 4096) -> np.ndarray:
-    """The raw alternative: ``encode_batch`` (or ``encode_batch_fast``) over every document."""
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    vocab_size = backend.get_vocab_size(with_added_tokens=True)
-    totals = np.zeros(vocab_size, dtype=np.int64)
-    encode = backend.encode_batch_fast if fast else backend.encode_batch
-    for batch in _batches(texts, batch_size):
-        encs = encode(batch, add_special_tokens=False)
-        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs), dtype=np.int64)
-        totals += np.bincount(ids, minlength=vocab_size)
-    return totals
-
-
-__all__ = ["WordCounts", "count_words", "token_counts", "count_token_frequencies", "naive_token_counts",
-           "batch_token_counts", "tokenizer_json"]
+__all__ = ["WordCounts", "count_words", "token_counts", "count_token_frequencies"]

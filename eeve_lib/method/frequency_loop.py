@@ -1,5 +1,5 @@
 """Steps 5-7: refine the candidates by frequency, add frequent single Hangul characters, and repeat
-until nothing changes; then save the extended tokenizer to ``runs/<profile>/tokenizer/``.
+until nothing changes.
 
 Each iteration builds the target tokenizer from the current token set, counts every token over the
 Korean training split (step 4), drops the candidates seen fewer than ``vocabulary.min_frequency``
@@ -12,29 +12,21 @@ Shown in chapter 02.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from . import atomic
-from .base_model import base_info, load_base
-from .candidates import is_hangul, prepare_candidates, to_byte_level, token_text
-from .corpora import load_corpus
-from .errors import EeveError, VocabularyError
-from .paths import run_paths
-from .profiles import Profile
+from ..errors import VocabularyError
+from .candidates import is_hangul
+from .families import family_of
 from .target_tokenizer import TargetTokenizer, build_target_tokenizer, unreachable_in_isolation
-from .token_frequency import WordCounts, count_words, token_counts
-
-SUMMARY = "expansion.json"
+from .token_frequency import WordCounts, token_counts
 
 
 @dataclass
 class Iteration:
-    """What one pass of steps 2-6 did."""
+    """What one pass of the loop (steps 3-6) did."""
 
     number: int
     candidates: int
@@ -83,18 +75,20 @@ class ExpansionResult:
 def frequent_single_characters(word_counts: WordCounts, base_tokenizer, threshold: int) -> list[str]:
     """Step 6: single Hangul characters seen at least ``threshold`` times that the base lacks."""
     vocab = base_tokenizer.get_vocab()
+    spell = family_of(base_tokenizer).spell
     chars = word_counts.char_counts()
-    out = [c for c, n in chars.items() if n >= threshold and is_hangul(c) and to_byte_level(c) not in vocab]
+    out = [c for c, n in chars.items() if n >= threshold and is_hangul(c) and spell(c) not in vocab]
     return sorted(out, key=lambda c: (-chars[c], c))
 
 
 def refine_vocabulary(base_tokenizer, candidates: Sequence[str], word_counts: WordCounts, threshold: int,
                       max_iterations: int = 10) -> ExpansionResult:
-    """Steps 3-7 on byte-level ``candidates``: build, count, drop, add single characters, repeat."""
+    """Steps 3-7 on ``candidates`` (in the family's spelling): build, count, drop, add single characters, repeat."""
     if not candidates:
         raise VocabularyError("No Korean candidates: the intermediate tokenizer has no Hangul token that the base "
                               "tokenizer lacks. Check that the Korean corpus is Korean text.")
-    singles_all = [to_byte_level(c) for c in frequent_single_characters(word_counts, base_tokenizer, threshold)]
+    spell = family_of(base_tokenizer).spell
+    singles_all = [spell(c) for c in frequent_single_characters(word_counts, base_tokenizer, threshold)]
     current = list(dict.fromkeys(candidates))
     rejected: set[str] = set()
     added_singles: list[str] = []
@@ -130,62 +124,13 @@ def refine_vocabulary(base_tokenizer, candidates: Sequence[str], word_counts: Wo
     if not converged:  # the last set was changed but not re-counted: count it once more
         target = build_target_tokenizer(base_tokenizer, current)
         counts = token_counts(target.tokenizer, word_counts)
+    unreachable = unreachable_in_isolation(target)
+    if unreachable:
+        raise VocabularyError(f"Internal error: {len(unreachable)} new tokens are not produced from their own "
+                              f"pieces (e.g. {unreachable[0]!r}).")
     kept_singles = [s for s in added_singles if s in set(target.new_tokens)]
     return ExpansionResult(target, counts, iterations, threshold, converged, list(candidates), kept_singles,
                            word_counts, first_frequencies)
-
-
-def expand_vocabulary(profile: Profile, run_dir=None, progress: bool = True) -> ExpansionResult:
-    """Steps 1-7 for a profile, saving ``runs/<profile>/tokenizer/`` (chapter 02).
-
-    Needs the base model of chapter 00. Writes nothing unless every step succeeds.
-    """
-    started = time.time()
-    paths = run_paths(profile, run_dir)
-    _, base_tok = load_base(profile, run_dir)
-    korean = load_corpus(profile, "korean")
-    voc = profile.vocabulary
-    _, candidates = prepare_candidates(profile, run_dir)
-    word_counts = count_words(korean.train, base_tok, workers=voc.counting_workers, batch_size=voc.counting_batch_size,
-                              progress=progress, total_documents=len(korean.train))
-    result = refine_vocabulary(base_tok, candidates, word_counts, voc.min_frequency, voc.max_iterations)
-    unreachable = unreachable_in_isolation(result.target)
-    if unreachable:
-        raise EeveError(f"Internal error: {len(unreachable)} new tokens are not produced from their own bytes.")
-    summary = result.summary(len(base_tok))
-    summary.update({
-        "profile": profile.name,
-        "intermediate_vocab_size": voc.intermediate_vocab_size,
-        "threshold_rationale": voc.threshold_rationale,
-        "base_model_hash": base_info(profile, run_dir)["config_hash"],
-        "config_hash": profile.hash("vocabulary", "data", "seed"),
-        "wall_seconds": round(time.time() - started, 1),
-        "new_token_texts": [token_text(t) for t in result.target.new_tokens],
-        "support_token_count": len(result.target.support_tokens),
-    })
-    with atomic.directory(paths.tokenizer) as tmp:
-        result.target.tokenizer.save_pretrained(tmp)
-        np.save(tmp / "token_counts.npy", result.counts)
-        atomic.write_json(tmp / SUMMARY, summary)
-    return result
-
-
-def load_expansion_summary(profile: Profile | str, run_dir=None) -> dict[str, Any]:
-    """The ``expansion.json`` summary of a run's extended tokenizer."""
-    path = run_paths(profile, run_dir).tokenizer / SUMMARY
-    if not path.is_file():
-        raise EeveError(f"No extended tokenizer in {path.parent}. Run chapter 02 first.")
-    return json.loads(path.read_text())
-
-
-def load_target_tokenizer(profile: Profile | str, run_dir=None):
-    """The saved extended tokenizer, loaded with ``AutoTokenizer``."""
-    from transformers import AutoTokenizer
-
-    path = run_paths(profile, run_dir).tokenizer
-    if not (path / SUMMARY).is_file():
-        raise EeveError(f"No extended tokenizer in {path}. Run chapter 02 first.")
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 
 def fertility(tokenizer, texts: Sequence[str]) -> float:
@@ -196,5 +141,4 @@ def fertility(tokenizer, texts: Sequence[str]) -> float:
     return tokens / chars if chars else float("nan")
 
 
-__all__ = ["expand_vocabulary", "refine_vocabulary", "frequent_single_characters", "fertility",
-           "load_expansion_summary", "load_target_tokenizer"]
+__all__ = ["refine_vocabulary", "frequent_single_characters", "fertility", "ExpansionResult", "Iteration"]

@@ -12,18 +12,14 @@ the cost of generating the same Korean sentence, and generation samples. Shown i
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from . import atomic
-from .paths import run_paths
-from .runtime import seeded
+from ..runtime import seeded
 
 
 @dataclass
@@ -153,71 +149,3 @@ def sample_continuations(model, tokenizer, prompts: Sequence[str], max_new_token
         out.append({"prompt": prompt, "text": tokenizer.decode(new, skip_special_tokens=True),
                     "tokens": new.tolist(), "mode": "greedy" if greedy else f"sampled (seed {seed + k})"})
     return out
-
-
-def load_model(path: str | Path, dtype=torch.float32):
-    """A saved model directory and its tokenizer, with the ``Auto*`` classes (remote code off)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    return (AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False),
-            AutoTokenizer.from_pretrained(path, trust_remote_code=False))
-
-
-def model_directories(profile, run_dir=None) -> dict[str, Path]:
-    """Every model of a run that chapter 05 scores: base, stage1..7, final and ablation arms."""
-    paths = run_paths(profile, run_dir)
-    found: dict[str, Path] = {"base": paths.base}
-    for b in profile.training.schedule:
-        if paths.stage(b.stage).is_dir():
-            found[f"stage{b.stage}"] = paths.stage(b.stage)
-    if paths.model.is_dir():
-        found["final"] = paths.model
-    if paths.ablations.is_dir():
-        for arm in sorted(paths.ablations.iterdir()):
-            if (arm / "model").is_dir():
-                found[f"ablation:{arm.name}"] = arm / "model"
-    return found
-
-
-def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, Any]:
-    """Score every model of a run on held-out Korean and English; write ``eval/metrics.json`` (chapter 05)."""
-    from tqdm import tqdm
-
-    from .corpora import load_corpus
-
-    paths = run_paths(profile, run_dir)
-    ev = profile.evaluation
-    korean = cap_characters(load_corpus(profile, "korean").validation, ev.max_korean_chars)
-    english = cap_characters(load_corpus(profile, "english").validation, ev.max_english_chars)
-    results: dict[str, Any] = {}
-    for name, path in tqdm(model_directories(profile, run_dir).items(), desc="scoring models", disable=not progress):
-        model, tok = load_model(path)
-        ko = score_texts(model, tok, korean, window=ev.window, stride=ev.stride)
-        en = score_texts(model, tok, english, window=ev.window, stride=ev.stride)
-        results[name] = {"path": str(path.relative_to(paths.root)), "tokenizer_size": len(tok),
-                         "korean": ko.as_dict(), "english": en.as_dict()}
-    if ev.kobest:
-        from .corpora import load_manifest
-        from .kobest import evaluate_kobest, resolved_revision
-
-        entry = load_manifest(profile.data.manifest)["kobest"]
-        chosen = {name: load_model(path) for name, path in model_directories(profile, run_dir).items()
-                  if name in ("base", "final")}
-        kobest = {"dataset": entry.dataset, "revision": entry.revision, "resolved_commit": resolved_revision(entry),
-                  "results": evaluate_kobest(chosen, entry, ev.kobest_limit)}
-    metrics = {
-        "profile": profile.name,
-        "data": {"korean_validation_documents": len(korean), "english_validation_documents": len(english),
-                 "korean_characters": sum(map(len, korean)), "english_characters": sum(map(len, english))},
-        "models": results,
-    }
-    if ev.kobest:
-        metrics["kobest"] = kobest["results"]
-        metrics["kobest_data"] = {k: v for k, v in kobest.items() if k != "results"}
-    atomic.write_json(paths.metrics, metrics)
-    return metrics
-
-
-def load_metrics(profile, run_dir=None) -> dict[str, Any]:
-    """``runs/<profile>/eval/metrics.json``."""
-    return json.loads(run_paths(profile, run_dir).metrics.read_text())

@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import EeveError
-from .paths import run_paths
-from .profiles import PROJECT_ROOT
-from .runner import BOOK_DIR, TOC, check_commit, chapters_in_order, load_report
+from ..errors import EeveError
+from ..pipeline.paths import run_paths
+from ..pipeline.profiles import PROJECT_ROOT
+from ..pipeline.runner import BOOK_DIR, TOC, check_commit, chapters_in_order, load_report
 
 CONFIG = PROJECT_ROOT / "_config.yml"
 STATUS_PAGE = "status.md"
@@ -101,7 +101,7 @@ def stage_sources(profile: str, run_dir=None, stage_dir: Path | None = None) -> 
             continue
         (shutil.copytree if item.is_dir() else shutil.copy)(item, stage / "book" / item.name)
     for chapter in chapters_in_order():
-        nb = json.loads((paths.executed / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+        nb = json.loads(paths.executed_notebook(chapter).read_text(encoding="utf-8"))
         # After the title cell: how this page was computed.
         nb["cells"].insert(1, _banner_cell(chapter, report))
         (stage / "book" / f"{chapter}.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")

@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from . import atomic
-from .errors import EeveError
+from ..errors import EeveError
+from . import atomic, cache
 from .paths import run_paths
 from .profiles import PROJECT_ROOT, load_profile
 
@@ -124,10 +124,10 @@ def _chapter_source_hash(path: Path) -> str:
 
 def input_hashes(profile, chapter: str, parameters: dict[str, Any]) -> dict[str, str]:
     """What a chapter's result depends on: library, chapter, profile (with overrides) and data."""
-    from .corpora import MANIFEST_DIR
+    from .manifest import MANIFEST_DIR
 
     return {
-        "library": _tree_hash(list((PROJECT_ROOT / "eeve_lib").glob("*.py"))),
+        "library": cache.code_hash((PROJECT_ROOT / "eeve_lib").rglob("*.py")),
         "chapter": _chapter_source_hash(BOOK_DIR / f"{chapter}.ipynb"),
         "profile": profile.hash(),
         "data": _tree_hash([MANIFEST_DIR / f"{profile.data.manifest}.yaml"]),
@@ -231,7 +231,7 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
             f"(eeve run --profile {profile.name} --chapters {' '.join(missing)}), or run without --chapters."
         )
     from .corpora import manifest_records
-    from .runtime import describe_hardware
+    from ..runtime import describe_hardware
 
     # run_dir only when asked for: the default (runs/<profile>) then reads as such in the book.
     parameters = {"profile": profile_name, "run_dir": str(paths.root) if run_dir else None, "device": device,
@@ -252,8 +252,8 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
     for chapter in selected:
         hashes = input_hashes(profile, chapter, parameters)
         previous = report["chapters"].get(chapter, {})
-        executed = paths.executed / f"{chapter}.ipynb"
-        log = paths.executed / f"{chapter}.log"
+        executed = paths.executed_notebook(chapter)
+        log = paths.chapter_log(chapter)
         if resume and previous.get("status") == "completed" and previous.get("inputs") == hashes and executed.is_file():
             if progress:
                 print(f"[eeve] {chapter}: unchanged, skipped (--resume)")

@@ -1,10 +1,10 @@
-"""KoBEST (BoolQ, COPA, HellaSwag, SentiNeg, WiC) as log-likelihood multiple choice.
+"""Step 11: KoBEST (BoolQ, COPA, HellaSwag, SentiNeg, WiC) as log-likelihood multiple choice.
 
 Each example becomes a context and a few continuations; the model's answer is the continuation
 with the highest total log-probability given the context (``length_normalised`` divides by the
 continuation's characters instead). Accuracy and macro-F1 are reported, as KoBEST does. At
-``full`` the data come from the hub at the revision pinned in ``data_manifests/full.yaml``; the
-scorer itself is tested offline on small fixtures. At ``tiny``/``small`` a tiny model cannot
+``full`` the pipeline reads the data from the hub at the revision pinned in
+``data_manifests/full.yaml``; the scorer itself is tested offline on small fixtures. At ``tiny``/``small`` a tiny model cannot
 answer KoBEST meaningfully, and chapter 05 says so instead of printing chance-level numbers.
 """
 
@@ -104,39 +104,10 @@ def score_task(model, tokenizer, examples: Sequence[MultipleChoice], length_norm
             if n else float("nan")}
 
 
-def load_kobest(task: str, entry, limit: int | None = None) -> list[dict]:
-    """KoBEST records of ``task`` from the hub at the manifest entry's revision (``full`` only).
-
-    Offline, the local Hugging Face cache is used, or a clear error names the download command.
-    """
-    import datasets
-
-    from .hub import resolve_snapshot
-
-    pattern = (entry.data_files or "{task}/test/*.parquet").format(task=task)
-    snapshot = resolve_snapshot(entry.dataset, entry.revision, repo_type="dataset", include=pattern,
-                                what=f"KoBEST {task}")
-    ds = datasets.load_dataset("parquet", data_files=f"{snapshot}/{pattern}", split="train")
-    records = list(ds)
-    return records[:limit] if limit else records
-
-
-def resolved_revision(entry) -> str | None:
-    """The commit a branch revision (``refs/convert/parquet``) resolves to, when the hub is reachable."""
-    from .hub import hub_reachable
-
-    if not hub_reachable():
-        return None
-    from huggingface_hub import HfApi
-
-    return HfApi().dataset_info(entry.dataset, revision=entry.revision).sha
-
-
-def evaluate_kobest(models: dict, entry, limit: int | None = None) -> dict[str, dict]:
-    """Score ``{name: (model, tokenizer)}`` on every KoBEST task (chapter 05 at ``full``)."""
+def evaluate_kobest(models: dict, examples: dict[str, Sequence[MultipleChoice]]) -> dict[str, dict]:
+    """Score ``{name: (model, tokenizer)}`` on every task of ``{task: examples}`` (chapter 05 at ``full``)."""
     results: dict[str, dict] = {name: {} for name in models}
-    for task in TASKS:
-        examples = to_examples(task, load_kobest(task, entry, limit))
+    for task, task_examples in examples.items():
         for name, (model, tokenizer) in models.items():
-            results[name][task] = score_task(model, tokenizer, examples)
+            results[name][task] = score_task(model, tokenizer, task_examples)
     return results

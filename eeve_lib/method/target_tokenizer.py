@@ -8,7 +8,7 @@ ran); instead each candidate's merges are derived from the segmentation that the
 so far gives it. Shorter candidates come first so that longer ones build on them; a candidate of
 k pieces needs k-1 merges, and the k-2 partial results are *support* tokens (often the first two
 bytes of a Hangul syllable, shared by 64 syllables). Base ids are unchanged; new ids continue after
-the base tokenizer's last id. Shown in chapters 01 and 02.
+the base tokenizer's last id. Shown in chapter 02.
 
 The added-special-token alternative (``tokenizer.add_tokens``), which bypasses the BPE model and
 matches inside words, is :func:`added_tokens_tokenizer`, used only as a comparison in chapter 02.
@@ -20,31 +20,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .errors import TokenizerError
-from .intermediate_tokenizer import check_supported, with_nfc
-
-
-def _merge_pairs(model: dict) -> list[tuple[str, str]]:
-    pairs = []
-    for m in model.get("merges", []):
-        a, b = (m.split(" ", 1) if isinstance(m, str) else m)
-        pairs.append((a, b))
-    return pairs
-
-
-def bpe_segment(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
-    """Segment a byte-level ``word`` with BPE merges ``ranks`` (lowest rank first, leftmost on ties)."""
-    parts = list(word)
-    while len(parts) > 1:
-        best, best_rank = -1, None
-        for i in range(len(parts) - 1):
-            r = ranks.get((parts[i], parts[i + 1]))
-            if r is not None and (best_rank is None or r < best_rank):
-                best, best_rank = i, r
-        if best < 0:
-            break
-        parts[best:best + 2] = [parts[best] + parts[best + 1]]
-    return parts
+from ..errors import TokenizerError
+from .families import family_of, merge_pairs, tokenizer_json
 
 
 @dataclass
@@ -53,7 +30,7 @@ class TargetTokenizer:
 
     tokenizer: object  # transformers PreTrainedTokenizerFast
     base_size: int
-    new_tokens: list[str]  # the candidates, byte-level spelling, in id order
+    new_tokens: list[str]  # the candidates, in the family's spelling, in id order
     support_tokens: list[str] = field(default_factory=list)  # partial results their merges need
     merges_added: int = 0
 
@@ -72,7 +49,7 @@ def _base_size(spec: dict) -> int:
 
 
 def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetTokenizer:
-    """Extend a byte-level BPE ``base_tokenizer`` with ``candidates`` (byte-level strings); chapter 01.
+    """Extend ``base_tokenizer`` with ``candidates`` (spelled as its family spells pieces); chapter 02.
 
     Candidates the base already has are ignored. Deterministic: the same candidates in the same
     order give the same tokenizer, byte for byte.
@@ -80,10 +57,11 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    spec = check_supported(base_tokenizer)
+    family = family_of(base_tokenizer)
+    spec = tokenizer_json(base_tokenizer)
     model = spec["model"]
     vocab: dict[str, int] = dict(model["vocab"])
-    merges = _merge_pairs(model)
+    merges = merge_pairs(model)
     ranks = {pair: i for i, pair in enumerate(merges)}
     next_id = _base_size(spec)
     base_size = next_id
@@ -108,21 +86,13 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
     for token in wanted:
         if token in vocab:  # created earlier as a support token: it is a candidate after all
             continue
-        pieces = bpe_segment(token, ranks)
+        pieces = family.segment(token, ranks)
         # Left to right: ((p1 p2) p3) ... so partial syllables share their first bytes.
         left = pieces[0]
         for piece in pieces[1:]:
             left = add_merge((left, piece))
 
-    # Added tokens (phi-2's whitespace runs) keep their ids only if the model vocabulary lists them:
-    # otherwise `tokenizers` renumbers them after the largest model id when loading. Their raw
-    # spelling (real spaces, not the byte-level "Ġ") is never produced by BPE, so this is inert.
-    for added in spec.get("added_tokens", []):
-        if added["content"] not in vocab and not added.get("special"):
-            vocab[added["content"]] = added["id"]
-    extended = dict(spec)
-    extended["normalizer"] = with_nfc(spec.get("normalizer"))
-    extended["model"] = dict(model, vocab=vocab, merges=[list(p) for p in merges])
+    extended = family.extended_spec(spec, vocab, merges)
     backend = Tokenizer.from_str(json.dumps(extended, ensure_ascii=False))
     hf = PreTrainedTokenizerFast(tokenizer_object=backend, **_special_tokens(base_tokenizer))
     moved = [t["content"] for t in spec.get("added_tokens", []) if hf.convert_tokens_to_ids(t["content"]) != t["id"]]
@@ -130,7 +100,7 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
         raise TokenizerError(f"Internal error: added tokens {moved[:3]!r} changed ids in the extended tokenizer.")
     new_tokens.sort(key=vocab.__getitem__)
     support.sort(key=vocab.__getitem__)
-    return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - len(_merge_pairs(model)))
+    return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - len(merge_pairs(model)))
 
 
 def _special_tokens(tokenizer) -> dict:
@@ -156,9 +126,8 @@ def added_tokens_tokenizer(base_tokenizer, candidates: Sequence[str]):
     """
     from copy import deepcopy
 
-    from .candidates import token_text
-
+    family = family_of(base_tokenizer)
     tok = deepcopy(base_tokenizer)
-    texts = [token_text(t) for t in candidates]
+    texts = [family.token_text(t) for t in candidates]
     tok.add_tokens([t for t in texts if t])
     return tok

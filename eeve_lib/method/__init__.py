@@ -1,0 +1,24 @@
+"""The paper's steps, as pure functions: objects in, objects out.
+
+Nothing here reads or writes files, loads profiles or caches: that is the pipeline's job
+(:mod:`eeve_lib.pipeline`). The chapters show these functions, and the tests call them on small
+inputs. One module per step:
+
+====  ==========================================================  =============================
+step  what                                                        module
+====  ==========================================================  =============================
+0     the English base model (tiny/small pretrain it here)        ``base_model``
+1-4   what differs between tokenizer families (the seam)          ``families``
+1     intermediate tokenizer on Korean text                       ``intermediate_tokenizer``
+2     Korean tokens the base lacks                                ``candidates``
+3     the target tokenizer: new tokens as BPE merges              ``target_tokenizer``
+4     token frequencies over the corpus                           ``token_frequency``
+5-7   drop rare tokens, add frequent characters, repeat           ``frequency_loop``
+8     biased sampling of windows with new tokens                  ``sampling``
+9     new embedding rows from their subword pieces                ``embedding_init``
+10    the seven stages, exact freezing, one stage's loop          ``stages``, ``row_split``, ``stage_loop``
+11    bits per character, generation cost, KoBEST                 ``evaluation``, ``kobest``
+====  ==========================================================  =============================
+
+``lm`` holds the language-model arithmetic that steps 0 and 8-11 share.
+"""

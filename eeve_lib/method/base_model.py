@@ -1,0 +1,78 @@
+"""Step 0: the English base model the method starts from, pretrained here at tiny and small scale.
+
+For ``tiny`` and ``small`` a tokenizer of the base's family (byte-level BPE, as phi-2's) is
+trained on the English corpus and a small ``PhiForCausalLM`` is pretrained on it, on the CPU. It
+is the same architecture family and the same kind of tokenizer as phi-2, so Korean falls back to
+bytes exactly as it does with phi-2, which is what EEVE sets out to fix. For ``full`` the
+pipeline loads ``microsoft/phi-2`` instead (:mod:`eeve_lib.pipeline.base`). Shown in chapter 00.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..errors import EeveError
+from ..runtime import generator
+from .lm import causal_lm_loss, cosine_lr, mean_loss
+
+
+def padded_rows(n_tokens: int, multiple: int) -> int:
+    """Embedding rows for ``n_tokens``, rounded up to ``multiple`` (as phi-2 pads 50,295 to 51,200)."""
+    multiple = max(1, multiple)
+    return -(-n_tokens // multiple) * multiple
+
+
+def build_phi_config(architecture: dict[str, Any], vocab_rows: int, eos_id: int):
+    """A ``PhiConfig`` without dropout (so training draws nothing from the global RNG), untied head."""
+    from transformers import PhiConfig
+
+    settings = dict(architecture)
+    settings.setdefault("resid_pdrop", 0.0)
+    settings.setdefault("embd_pdrop", 0.0)
+    settings.setdefault("attention_dropout", 0.0)
+    settings.setdefault("tie_word_embeddings", False)
+    return PhiConfig(vocab_size=vocab_rows, bos_token_id=eos_id, eos_token_id=eos_id, **settings)
+
+
+def pretrain(model, train_stream: torch.Tensor, validation_stream: torch.Tensor, settings, seed: int,
+             device: torch.device, progress: bool = True) -> dict[str, list]:
+    """Pretrain ``model`` on random windows of ``train_stream`` with AdamW and a cosine schedule.
+
+    Deterministic: windows come from a private generator seeded with ``seed``, and the model has
+    no dropout. Returns the loss log (chapter 00 plots it).
+    """
+    g = generator(seed)
+    n_windows = len(train_stream) - settings.seq_len
+    if n_windows <= 0:
+        raise EeveError(f"The English training stream ({len(train_stream)} tokens) is shorter than one "
+                        f"window of {settings.seq_len} tokens; lower base_model.pretrain.seq_len.")
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.95),
+                            weight_decay=settings.weight_decay)
+    log: dict[str, list] = {"step": [], "train_loss": [], "validation_step": [], "validation_loss": []}
+    model.train()
+    bar = tqdm(range(settings.steps), desc="pretraining the English base model", disable=not progress)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, settings.steps, settings.learning_rate, settings.warmup_steps)
+        starts = torch.randint(0, n_windows, (settings.batch_size,), generator=g)
+        batch = torch.stack([train_stream[s:s + settings.seq_len] for s in starts.tolist()]).to(device)
+        loss = causal_lm_loss(model(input_ids=batch).logits, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        log["step"].append(step)
+        log["train_loss"].append(loss.item())
+        if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if (step + 1) % max(1, settings.steps // 10) == 0 or step + 1 == settings.steps:
+            log["validation_step"].append(step + 1)
+            log["validation_loss"].append(mean_loss(model, validation_stream, settings.seq_len, max_windows=32))
+    model.eval()
+    return log
+
+
+__all__ = ["padded_rows", "build_phi_config", "pretrain"]

@@ -1,0 +1,172 @@
+"""Steps 1-4, per tokenizer family: the one seam for everything that differs between families.
+
+EEVE's steps are the same for every base tokenizer, but how a piece is spelled, how an
+intermediate tokenizer is trained with the base's own normalisation and pre-tokenisation, how a
+new token's merges are derived and how words are counted fast and exactly differ between
+tokenizer families. Each family implements :class:`TokenizerFamily`; :func:`family_of` picks the
+one that matches a base tokenizer. The method modules call only this interface, so adding a
+family (e.g. the SentencePiece-style BPE of SOLAR-10.7B) is one new module here, registered in
+``FAMILIES``, and nothing else.
+
+Implemented: :mod:`.byte_level` (GPT-2/phi-2). Shown in chapters 01 and 02.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any, Iterable, Sequence
+
+from ...errors import TokenizerError
+
+
+def tokenizer_json(tokenizer) -> dict:
+    """The ``tokenizer.json`` content of a Hugging Face or ``tokenizers`` tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    return json.loads(backend.to_str())
+
+
+def contains_type(node: dict | None, type_name: str) -> bool:
+    """Whether a normaliser/pre-tokeniser/decoder node (or a Sequence of them) has ``type_name``."""
+    if not node:
+        return False
+    if node.get("type") == type_name:
+        return True
+    return any(contains_type(child, type_name) for child in node.get("pretokenizers", []) + node.get("decoders", [])
+               + node.get("normalizers", []))
+
+
+def merge_pairs(model: dict) -> list[tuple[str, str]]:
+    """The merges of a BPE model as pairs, whichever of the two JSON spellings it uses."""
+    pairs = []
+    for m in model.get("merges", []):
+        a, b = (m.split(" ", 1) if isinstance(m, str) else m)
+        pairs.append((a, b))
+    return pairs
+
+
+def bpe_segment(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Segment a spelled ``word`` with BPE merges ``ranks`` (lowest rank first, leftmost on ties)."""
+    parts = list(word)
+    while len(parts) > 1:
+        best, best_rank = -1, None
+        for i in range(len(parts) - 1):
+            r = ranks.get((parts[i], parts[i + 1]))
+            if r is not None and (best_rank is None or r < best_rank):
+                best, best_rank = i, r
+        if best < 0:
+            break
+        parts[best:best + 2] = [parts[best] + parts[best + 1]]
+    return parts
+
+
+def with_nfc(normalizer: dict | None) -> dict:
+    """The base normaliser followed by NFC (NFD Hangul would otherwise explode into jamo)."""
+    nfc = {"type": "NFC"}
+    if not normalizer:
+        return nfc
+    if contains_type(normalizer, "NFC"):
+        return normalizer
+    return {"type": "Sequence", "normalizers": [normalizer, nfc]}
+
+
+class TokenizerFamily(ABC):
+    """What differs between tokenizer families; one subclass per family."""
+
+    #: a short name, recorded in run summaries
+    name: str
+    #: what a user reads when their tokenizer is of no supported family
+    description: str
+
+    # -- recognising ---------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def matches(cls, spec: dict) -> bool:
+        """Whether a ``tokenizer.json`` belongs to this family."""
+
+    def check(self, spec: dict) -> dict:
+        """Raise :class:`TokenizerError` for variants of the family the method cannot extend."""
+        if (spec.get("model") or {}).get("dropout"):
+            raise TokenizerError("The base tokenizer uses BPE dropout; vocabulary expansion needs a deterministic "
+                                 "BPE.")
+        return spec
+
+    # -- spelling of pieces ---------------------------------------------------------------------
+    @abstractmethod
+    def spell(self, text: str) -> str:
+        """The piece spelling of ``text`` in this family's vocabulary (e.g. ``" 대"`` -> ``"ĠëĮĢ"``)."""
+
+    @abstractmethod
+    def token_text(self, token: str) -> str | None:
+        """The text a piece stands for, or None when it is not whole UTF-8 text."""
+
+    # -- training (step 1, and the tiny profiles' own base tokenizer) ---------------------------
+    @abstractmethod
+    def train_base_tokenizer(self, texts: Sequence[str], vocab_size: int, added_tokens: int = 0,
+                             min_frequency: int = 2):
+        """A base tokenizer of this family trained on English ``texts`` (tiny and small profiles)."""
+
+    @abstractmethod
+    def train_intermediate(self, texts: Sequence[str], base_tokenizer, vocab_size: int, min_frequency: int = 2):
+        """A ``tokenizers.Tokenizer`` trained on ``texts`` with the base's normalisation and pre-tokenisation."""
+
+    # -- the target tokenizer (step 3) ----------------------------------------------------------
+    def segment(self, token: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+        """How the merges built so far segment a spelled token (BPE: lowest rank first)."""
+        return bpe_segment(token, ranks)
+
+    @abstractmethod
+    def extended_spec(self, spec: dict, vocab: dict[str, int], merges: list[tuple[str, str]]) -> dict:
+        """The base's ``tokenizer.json`` with the extended vocabulary and merges."""
+
+    # -- counting (step 4) ----------------------------------------------------------------------
+    @abstractmethod
+    def splitter_settings(self, spec: dict) -> tuple[str, list[str], bool]:
+        """``(pre-tokeniser regex, added tokens, apply NFC)`` for counting words as the tokenizer splits them."""
+
+    @abstractmethod
+    def word_encoder(self, backend, words: Sequence[str]) -> tuple[Any, Any] | None:
+        """A lean encoder for distinct words and each token's length in bytes, or None if not exact."""
+
+
+def _families() -> list[type[TokenizerFamily]]:
+    from .byte_level import ByteLevelBPE
+
+    return [ByteLevelBPE]
+
+
+def family_of(tokenizer) -> TokenizerFamily:
+    """The family of ``tokenizer`` (a Hugging Face or ``tokenizers`` tokenizer); a clear error if none."""
+    spec = tokenizer_json(tokenizer)
+    for cls in _families():
+        if cls.matches(spec):
+            family = cls()
+            family.check(spec)
+            return family
+    model = spec.get("model") or {}
+    found = f"model {model.get('type')!r}, pre-tokenizer {(spec.get('pre_tokenizer') or {}).get('type')!r}"
+    supported = "; ".join(cls.description for cls in _families())
+    raise TokenizerError(f"The base tokenizer is not supported ({found}). Supported kinds: {supported}.")
+
+
+def supported_families() -> Iterable[str]:
+    return [cls.name for cls in _families()]
+
+
+def family_named(name: str) -> TokenizerFamily:
+    """The family called ``name`` (a profile's ``base_model.tokenizer_family``)."""
+    for cls in _families():
+        if cls.name == name:
+            return cls()
+    raise TokenizerError(f"Unknown tokenizer family {name!r}. Known: {', '.join(supported_families())}.")
+
+
+def family_modules() -> list:
+    """The modules of every family (their source is part of the cache key of the steps using them)."""
+    import sys
+
+    return [sys.modules[__name__]] + [sys.modules[cls.__module__] for cls in _families()]
+
+
+__all__ = ["TokenizerFamily", "family_of", "family_named", "family_modules", "tokenizer_json", "bpe_segment", "merge_pairs", "with_nfc",
+           "contains_type", "supported_families"]

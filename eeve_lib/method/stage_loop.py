@@ -1,0 +1,217 @@
+"""Step 10: one stage of training, exactly and resumably.
+
+A stage installs its row-split modules (:mod:`.row_split`), builds an optimizer over exactly
+what trains, and runs :func:`train_step` on batches drawn up front (:mod:`.sampling`). The model
+has no dropout at tiny scale, and where it has (phi-2) the random state is seeded per stage and
+carried in the resume state, so a killed run resumes from its last checkpoint and, on the CPU,
+ends bit-identical to an uninterrupted run. The loop is pure: the pipeline hands it the state to
+resume from and a callback that stores checkpoints. Several GPUs: the loop runs through
+``accelerate`` (see "Run the full-scale version"). Shown in chapter 04.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+from tqdm import tqdm
+
+from ..runtime import seeded
+from .embedding_init import Extension
+from .lm import causal_lm_loss, cosine_lr, mean_loss
+from .row_split import install_stage, merge_stage, optimizer_state_bytes, stage_optimizer
+from .sampling import TrainingData, sample_batches
+from .stages import Stage, StageBudget, steps_for, trainable_counts
+
+
+@dataclass
+class StageLog:
+    """What happened in one stage (saved beside each stage's model and in ``train/``)."""
+
+    stage: int
+    name: str
+    steps: int
+    tokens: int
+    learning_rate: float
+    losses: list[float] = field(default_factory=list)
+    validation: dict[str, list] = field(default_factory=lambda: {"step": [], "korean": [], "english": []})
+    trainable: dict[str, int] = field(default_factory=dict)
+    optimizer_state_bytes: int = 0
+    seconds_per_step: float = 0.0
+    new_token_share_seen: float = 0.0
+    resumed_from_step: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Validation:
+    """Fixed validation windows, scored at checkpoints of every stage."""
+
+    korean: torch.Tensor
+    english: torch.Tensor
+    seq_len: int
+    max_windows: int = 16
+
+    def score(self, model, vocab_limit: int) -> tuple[float, float]:
+        return (mean_loss(model, self.korean, self.seq_len, self.max_windows, vocab_limit=vocab_limit),
+                mean_loss(model, self.english, self.seq_len, self.max_windows, vocab_limit=vocab_limit))
+
+
+@dataclass
+class ResumeState:
+    """Everything a stage needs to continue where a checkpoint left it."""
+
+    step: int
+    trainable: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    log: dict[str, Any]
+    rng: dict[str, Any]
+
+
+def _accelerator(dtype: torch.dtype, device: torch.device):
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    # Under several processes a batch may hold no new token, leaving a trainable block without a
+    # gradient in that step; DDP must tolerate it.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if dtype == torch.bfloat16 else "no",
+                       kwargs_handlers=[ddp])
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def wait_for_everyone() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+def train_step(model, batch: torch.Tensor, optimizer, trainable: list, *, vocab_limit: int, grad_clip: float,
+               accelerator=None, autocast: Callable[[], Any] | None = None) -> torch.Tensor:
+    """One optimizer step: forward, loss over the real tokens' logits, backward, clip, step.
+
+    ``trainable`` are the stage's parameters (for clipping). With ``accelerator`` (the stage
+    loop) autocast, backward and clipping go through accelerate; without it (the benchmark) they
+    are plain torch, with ``autocast`` (a context-manager factory) around the forward pass.
+    Returns the detached loss.
+    """
+    if accelerator is not None:
+        autocast = accelerator.autocast
+    with (autocast or contextlib.nullcontext)():
+        logits = model(input_ids=batch).logits
+    loss = causal_lm_loss(logits, batch, vocab_limit=vocab_limit)
+    optimizer.zero_grad(set_to_none=True)
+    if accelerator is not None:
+        accelerator.backward(loss)
+    else:
+        loss.backward()
+    if grad_clip:
+        if accelerator is not None:
+            accelerator.clip_grad_norm_(trainable, grad_clip)
+        else:
+            torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def body_parameter_count(model) -> int:
+    """Parameters outside the input embedding and the output head (weight and bias)."""
+    skip = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight),
+            id(getattr(model.get_output_embeddings(), "bias", None))}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ext: Extension, *,
+                settings, seed: int, device: torch.device, dtype: torch.dtype,
+                resume: ResumeState | None = None, on_checkpoint: Callable[[ResumeState], None] | None = None,
+                validation: Validation | None = None, progress: bool = True) -> StageLog:
+    """Train one stage in place (chapter 04), continuing from ``resume`` when given.
+
+    Every ``settings.checkpoint_every`` steps the main process calls ``on_checkpoint`` with the
+    state to resume from; storing it is the pipeline's business.
+    """
+    steps = steps_for(budget, settings.batch_size, settings.seq_len)
+    log = StageLog(stage.number, stage.name, steps, steps * settings.batch_size * settings.seq_len,
+                   budget.learning_rate)
+    log.trainable = trainable_counts(stage, n_base=ext.base_size, n_new=ext.n_new,
+                                     hidden=model.get_input_embeddings().weight.shape[1],
+                                     body_params=body_parameter_count(model),
+                                     output_bias=model.get_output_embeddings().bias is not None)
+    trainable = install_stage(model, stage, ext)
+    optimizer = stage_optimizer(trainable, budget.learning_rate, settings.weight_decay)
+    start, rng_state = 0, None
+    if resume is not None:
+        with torch.no_grad():
+            for name, p in trainable:
+                p.copy_(resume.trainable[name])
+        optimizer.load_state_dict(resume.optimizer)
+        start, rng_state = resume.step, resume.rng
+        saved = StageLog(**resume.log)
+        log.losses, log.validation, log.resumed_from_step = saved.losses[:start], saved.validation, start
+    batches = sample_batches(data, steps, settings.batch_size, seed * 1000 + stage.number)
+    log.new_token_share_seen = float(data.new_share[batches].mean())
+    warmup = int(settings.warmup_fraction * steps)
+    accelerator = _accelerator(dtype, device)
+    model.to(accelerator.device)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    points = max(1, settings.validation_points_per_stage)
+    eval_points = {max(1, steps * k // points) for k in range(1, points + 1)}
+    started = time.time()
+    bar = tqdm(range(start, steps), desc=f"stage {stage.number}: {stage.name}", disable=not progress,
+               initial=start, total=steps)
+    model.train()
+    # Dropout (phi-2 has some) draws from the global RNG: seed it per stage inside a fork, so the
+    # caller's random state is untouched, and checkpoint it, so a resumed run draws the same masks.
+    with seeded(seed * 1000 + stage.number):
+        if rng_state is not None:
+            torch.set_rng_state(rng_state["cpu"])
+            if torch.cuda.is_available() and rng_state.get("cuda"):
+                torch.cuda.set_rng_state_all(rng_state["cuda"])
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, steps, budget.learning_rate, warmup)
+            batch = data.windows[batches[step][rank::world]].to(accelerator.device)
+            loss = train_step(model, batch, optimizer, [p for _, p in trainable], vocab_limit=ext.target_size,
+                              grad_clip=settings.grad_clip, accelerator=accelerator)
+            if step == start:
+                log.optimizer_state_bytes = optimizer_state_bytes(getattr(optimizer, "optimizer", optimizer))
+            log.losses.append(float(loss))
+            bar.set_postfix(loss=f"{log.losses[-1]:.3f}")
+            if validation is not None and (step + 1) in eval_points:
+                ko, en = validation.score(accelerator.unwrap_model(model), ext.target_size)
+                log.validation["step"].append(step + 1)
+                log.validation["korean"].append(ko)
+                log.validation["english"].append(en)
+                model.train()
+            if on_checkpoint is not None and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 \
+                    and step + 1 < steps and accelerator.is_main_process:
+                on_checkpoint(_resume_state(step + 1, trainable, optimizer, log))
+    bar.close()
+    ran = steps - start
+    log.seconds_per_step = (time.time() - started) / ran if ran else 0.0
+    model = accelerator.unwrap_model(model)
+    accelerator.free_memory()  # drop accelerate's references to this stage's optimizer
+    merge_stage(model)
+    model.eval()
+    return log
+
+
+def _resume_state(step: int, trainable, optimizer, log: StageLog) -> ResumeState:
+    opt = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+    rng = {"cpu": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return ResumeState(step, {n: p.detach().cpu() for n, p in trainable}, opt.state_dict(), log.as_dict(), rng)
+
+
+__all__ = ["StageLog", "Validation", "ResumeState", "train_step", "train_stage", "body_parameter_count",
+           "is_main_process", "wait_for_everyone"]

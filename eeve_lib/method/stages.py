@@ -1,0 +1,118 @@
+"""Step 10: the seven training stages of EEVE, as data.
+
+Each stage says which rows of the input embedding, which rows of the output embedding (the
+language-model head, with its bias) and whether the transformer body train. "new" rows are those
+of the added tokens; "all" rows are every real token's (base and new). Rows beyond the tokenizer
+are padding and never train. A schedule is a list of stages with budgets, read from the profile,
+so a custom subset (say stages 1, 2 and 6) is a one-line change; an ablation arm is a list of
+stages that share the whole schedule's budget. Plots, chapters and tests ask a :class:`Stage`
+what it trains instead of naming stage numbers. Shown in chapter 04.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+Rows = Literal["none", "new", "all"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What trains in one stage."""
+
+    number: int
+    name: str
+    input_rows: Rows
+    output_rows: Rows
+    transformer: bool
+
+    @property
+    def trains_base_input_rows(self) -> bool:
+        return self.input_rows == "all"
+
+    @property
+    def trains_base_output_rows(self) -> bool:
+        return self.output_rows == "all"
+
+    @property
+    def trains_embeddings(self) -> bool:
+        return self.input_rows != "none" or self.output_rows != "none"
+
+    @property
+    def needs_body_backward(self) -> bool:
+        """Whether gradients must flow back through the transformer (to input rows or body)."""
+        return self.transformer or self.input_rows != "none"
+
+
+STAGES: dict[int, Stage] = {
+    1: Stage(1, "new input embeddings", "new", "none", False),
+    2: Stage(2, "new output embeddings", "none", "new", False),
+    3: Stage(3, "new input and output embeddings", "new", "new", False),
+    4: Stage(4, "all output embeddings", "none", "all", False),
+    5: Stage(5, "new input and all output embeddings", "new", "all", False),
+    6: Stage(6, "all parameters", "all", "all", True),
+    7: Stage(7, "all but the embeddings", "none", "none", True),
+}
+
+# Ablation arms: these stages share the whole budget of the seven-stage schedule.
+ABLATION_SCHEDULES: dict[str, list[int]] = {
+    "full_finetune": [6],   # one stage of full fine-tuning
+    "embeddings_only": [3],  # only the new input and output embeddings, base model untouched
+}
+
+
+@dataclass(frozen=True)
+class StageBudget:
+    """One stage of a schedule: which stage, for how long, at which learning rate."""
+
+    stage: int
+    learning_rate: float
+    steps: int | None = None
+    tokens: int | None = None
+
+
+def get_stage(number: int) -> Stage:
+    """The stage with this number; a clear error for any other."""
+    from ..errors import TrainingError
+
+    if number not in STAGES:
+        raise TrainingError(f"Unknown stage {number!r}. Valid stages: "
+                            + ", ".join(f"{s.number} ({s.name})" for s in STAGES.values()) + ".")
+    return STAGES[number]
+
+
+def trainable_counts(stage: Stage, *, n_base: int, n_new: int, hidden: int, body_params: int,
+                     output_bias: bool = True) -> dict[str, int]:
+    """Trainable parameters per block in ``stage`` (chapter 04's table)."""
+    rows = {"none": 0, "new": n_new, "all": n_base + n_new}
+    inp = rows[stage.input_rows] * hidden
+    out = rows[stage.output_rows] * (hidden + (1 if output_bias else 0))
+    body = body_params if stage.transformer else 0
+    return {"input_embedding": inp, "output_embedding": out, "transformer": body, "total": inp + out + body}
+
+
+def steps_for(budget: StageBudget, batch_size: int, seq_len: int) -> int:
+    """Optimizer steps of a budget given in steps or in tokens."""
+    return budget.steps if budget.steps is not None else max(1, -(-budget.tokens // (batch_size * seq_len)))
+
+
+def ablation_schedule(schedule: Sequence[StageBudget], arm: str, batch_size: int, seq_len: int) -> list[StageBudget]:
+    """The stages of ablation ``arm`` sharing the steps of ``schedule`` (chapter 05).
+
+    Each stage keeps the learning rate it has in ``schedule`` (the last stage's when absent);
+    the total steps are split evenly, the first stages taking any remainder.
+    """
+    from ..errors import TrainingError
+
+    if arm not in ABLATION_SCHEDULES:
+        raise TrainingError(f"Unknown ablation schedule {arm!r}. Valid: {', '.join(ABLATION_SCHEDULES)}.")
+    total_steps = sum(steps_for(b, batch_size, seq_len) for b in schedule)
+    stages = ABLATION_SCHEDULES[arm]
+    share, extra = divmod(total_steps, len(stages))
+    out = []
+    for k, number in enumerate(stages):
+        get_stage(number)
+        lr = next((b.learning_rate for b in schedule if b.stage == number), schedule[-1].learning_rate)
+        out.append(StageBudget(stage=number, learning_rate=lr, steps=share + (1 if k < extra else 0)))
+    return out

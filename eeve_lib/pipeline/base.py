@@ -1,0 +1,183 @@
+"""The pipeline's step 0: build, or reuse, ``runs/<profile>/base/``.
+
+``tiny`` and ``small`` pretrain a small English base here (:mod:`eeve_lib.method.base_model`);
+``full`` copies microsoft/phi-2 at the revision pinned in the profile; ``full-dry`` copies the
+local phi-2-shaped stand-in. Either way the result is saved with ``save_pretrained`` and reused
+while the key of its inputs (code, base-model settings, seed, the English data's checksums)
+matches. Shown in chapter 00.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import EeveError
+from ..method import base_model as base_method
+from ..method import lm
+from ..method.base_model import build_phi_config, padded_rows, pretrain
+from ..method.families import family_modules, family_named
+from ..method.lm import pack_documents
+from ..runtime import deterministic, resolve_device, resolve_dtype, seeded
+from . import atomic, cache
+from .corpora import Corpus, load_corpus
+from .paths import RunPaths, run_paths
+from .profiles import PROJECT_ROOT, Profile
+
+
+@dataclass
+class BaseModelResult:
+    """What :func:`ensure_base_model` returns."""
+
+    path: Path
+    reused: bool
+    info: dict[str, Any]
+
+
+def base_key(profile: Profile, english: Corpus | None) -> str:
+    """The key of the base model's inputs."""
+    return cache.step_key(
+        "base", code=[base_method, lm, *family_modules()], profile=profile, sections=("base_model", "seed"),
+        extra={"english": [s.get("sha256_verified") for s in english.sources] if english else None,
+               "validation_fraction": profile.data.validation_fraction,
+               "max_english_documents": profile.data.max_english_documents})
+
+
+def _save_base(paths: RunPaths, model, tokenizer, info: dict[str, Any]) -> None:
+    with atomic.directory(paths.base) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        atomic.write_json(tmp / paths.base_marker.name, info)
+
+
+def _pretrain_base(profile: Profile, paths: RunPaths, english: Corpus, key: str, progress: bool) -> dict[str, Any]:
+    from transformers import PhiForCausalLM
+
+    bm = profile.base_model
+    device = resolve_device(profile.device)
+    started = time.time()
+    tokenizer = family_named(bm.tokenizer_family).train_base_tokenizer(english.train, bm.tokenizer_vocab_size,
+                                                                       bm.tokenizer_added_tokens)
+    rows = padded_rows(len(tokenizer), bm.pad_vocab_to_multiple_of)
+    config = build_phi_config(bm.architecture, rows, tokenizer.eos_token_id)
+    with seeded(profile.seed), deterministic():
+        model = PhiForCausalLM(config)
+    model.to(device)
+    train_stream = pack_documents(tokenizer, english.train)
+    validation_stream = pack_documents(tokenizer, english.validation)
+    with deterministic():
+        log = pretrain(model, train_stream, validation_stream, bm.pretrain, profile.seed, device, progress)
+    model.to("cpu")
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    # Padding rows are never a real token: generation must never produce them.
+    model.generation_config.suppress_tokens = list(range(len(tokenizer), rows)) or None
+    info = {
+        "key": key,
+        "config_hash": key,
+        "source": "pretrain",
+        "tokenizer_size": len(tokenizer),
+        "embedding_rows": rows,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_tokens_seen": bm.pretrain.steps * bm.pretrain.batch_size * bm.pretrain.seq_len,
+        "english_train_stream_tokens": len(train_stream),
+        "wall_seconds": round(time.time() - started, 1),
+        "device": str(device),
+        "log": log,
+        "english": english.summary(),
+    }
+    _save_base(paths, model, tokenizer, info)
+    return info
+
+
+def _copy_external_base(profile: Profile, paths: RunPaths, key: str) -> dict[str, Any]:
+    """Load phi-2 from the hub (``full``) or the local stand-in (``full-dry``) and save a copy."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    bm = profile.base_model
+    if bm.source == "hub":
+        from .hub import resolve_snapshot
+
+        where = resolve_snapshot(bm.hub_id, bm.revision, what=f"the base model of profile {profile.name!r}")
+    else:
+        where = Path(bm.local_path)
+        where = where if where.is_absolute() else PROJECT_ROOT / where
+        if not (where / "config.json").is_file():
+            raise EeveError(f"The base model of profile {profile.name!r} is read from {where}, which does not "
+                            f"hold a model yet. Create it with `eeve prepare-full-dry`.")
+    dtype = resolve_dtype(bm.dtype, resolve_device(profile.device))
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
+    rows = model.get_input_embeddings().weight.shape[0]
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    model.generation_config.suppress_tokens = list(range(len(tokenizer), rows)) or None
+    info = {
+        "key": key,
+        "config_hash": key,
+        "source": bm.source,
+        "from": str(bm.hub_id if bm.source == "hub" else where),
+        "revision": bm.revision,
+        "tokenizer_size": len(tokenizer),
+        "embedding_rows": rows,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    _save_base(paths, model, tokenizer, info)
+    return info
+
+
+def ensure_base_model(profile: Profile, run_dir=None, progress: bool = True) -> BaseModelResult:
+    """Build (or reuse) ``runs/<profile>/base/``; shown in chapter 00.
+
+    Reused when the stored key (code, base-model settings, seed and the English data's
+    checksums) matches; rebuilt otherwise. Nothing is written unless the build succeeds.
+    """
+    paths = run_paths(profile, run_dir)
+    english = load_corpus(profile, "english") if profile.base_model.source == "pretrain" else None
+    key = base_key(profile, english)
+    record = cache.cached(paths.base_marker, key)
+    if record is not None:
+        return BaseModelResult(paths.base, True, record)
+    if profile.base_model.source == "pretrain":
+        info = _pretrain_base(profile, paths, english, key, progress)
+    else:
+        info = _copy_external_base(profile, paths, key)
+    return BaseModelResult(paths.base, False, info)
+
+
+def _require_base(paths: RunPaths) -> dict[str, Any]:
+    record = cache.read_marker(paths.base_marker)
+    if record is None:
+        raise EeveError(f"No base model in {paths.base}. Run chapter 00 first "
+                        f"(eeve run --profile {paths.root.name} --chapters 00).")
+    return record
+
+
+def load_base(profile: Profile | str, run_dir=None, dtype: torch.dtype | None = None):
+    """The saved base model and tokenizer of a run, loaded with the ``Auto*`` classes."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    paths = run_paths(profile, run_dir)
+    _require_base(paths)
+    model = AutoModelForCausalLM.from_pretrained(paths.base, dtype=dtype or torch.float32, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False)
+    return model, tokenizer
+
+
+def load_base_tokenizer(profile: Profile | str, run_dir=None):
+    """The saved base tokenizer of a run alone."""
+    from transformers import AutoTokenizer
+
+    paths = run_paths(profile, run_dir)
+    _require_base(paths)
+    return AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False)
+
+
+def base_info(profile: Profile | str, run_dir=None) -> dict[str, Any]:
+    """The ``eeve_base.json`` record of a run's base model."""
+    return _require_base(run_paths(profile, run_dir))
+
+
+__all__ = ["ensure_base_model", "load_base", "load_base_tokenizer", "base_info", "base_key", "BaseModelResult"]

@@ -1,0 +1,103 @@
+"""The layout of a run: ``runs/<profile>/`` and what lives in it.
+
+Users and tests rely on this layout, so every folder and marker is named once, here::
+
+    runs/<profile>/base/                 the English base model and its tokenizer (HF format)
+    runs/<profile>/intermediate/         the intermediate tokenizer and the candidates (chapter 01)
+    runs/<profile>/tokenizer/            the extended tokenizer (HF format) + expansion.json
+    runs/<profile>/stages/stage<N>/      the model after stage N (HF format, with tokenizer)
+    runs/<profile>/model/                the final model (HF format, with tokenizer)
+    runs/<profile>/train/                per-stage loss logs and resumable checkpoints
+    runs/<profile>/ablations/<arm>/      ablation arms: model/, train/ (as above)
+    runs/<profile>/eval/metrics.json     every model's scores
+    runs/<profile>/executed/             the executed notebooks and their logs
+    runs/<profile>/report.json           how each chapter ran (time, memory, device, versions)
+
+Every step folder holds a marker (``MARKERS``) with the key of the inputs it was computed from;
+:mod:`eeve_lib.pipeline.cache` reads and writes them. Nothing outside the pipeline builds a path
+into a run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .profiles import PROJECT_ROOT, Profile
+
+# The marker file of each kind of step folder: its presence says the folder is complete.
+MARKERS = {
+    "base": "eeve_base.json",
+    "intermediate": "candidates.json",
+    "tokenizer": "expansion.json",
+    "stage": "eeve_stage.json",
+    "model": "eeve_stage.json",
+}
+
+
+def _under_root(*parts: str) -> property:
+    """A property: the path ``root/<parts>`` of a run."""
+    return property(lambda self: self.root.joinpath(*parts), doc="/".join(parts))
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every path of one run (or of an ablation arm inside it); see the module docstring."""
+
+    root: Path
+
+    base = _under_root("base")
+    base_marker = _under_root("base", MARKERS["base"])
+    intermediate = _under_root("intermediate")
+    intermediate_tokenizer = _under_root("intermediate", "intermediate_tokenizer.json")
+    candidates = _under_root("intermediate", MARKERS["intermediate"])
+    tokenizer = _under_root("tokenizer")
+    expansion_summary = _under_root("tokenizer", MARKERS["tokenizer"])
+    expansion_details = _under_root("tokenizer", "expansion_details.json")
+    token_counts = _under_root("tokenizer", "token_counts.npy")
+    word_counts = _under_root("tokenizer", "word_counts.json.gz")
+    stages = _under_root("stages")
+    model = _under_root("model")
+    model_marker = _under_root("model", MARKERS["model"])
+    train = _under_root("train")
+    ablations = _under_root("ablations")
+    eval = _under_root("eval")
+    metrics = _under_root("eval", "metrics.json")
+    executed = _under_root("executed")
+    report = _under_root("report.json")
+
+    def stage(self, number: int) -> Path:
+        return self.stages / f"stage{number}"
+
+    def stage_marker(self, number: int) -> Path:
+        return self.stage(number) / MARKERS["stage"]
+
+    def stage_log(self, number: int) -> Path:
+        return self.train / f"stage{number}.json"
+
+    def checkpoint(self, number: int) -> Path:
+        return self.train / f"stage{number}" / "checkpoint.pt"
+
+    def ablation(self, arm: str) -> "RunPaths":
+        """The folder of an ablation arm, laid out like a run (``model/``, ``train/``)."""
+        return RunPaths(self.ablations / arm.replace(":", "-"))
+
+    def executed_notebook(self, chapter: str) -> Path:
+        return self.executed / f"{chapter}.ipynb"
+
+    def chapter_log(self, chapter: str) -> Path:
+        return self.executed / f"{chapter}.log"
+
+
+def runs_root() -> Path:
+    """``$EEVE_RUNS_DIR`` or ``<project>/runs``."""
+    return Path(os.environ.get("EEVE_RUNS_DIR", PROJECT_ROOT / "runs"))
+
+
+def run_paths(profile: Profile | str, run_dir: str | os.PathLike | RunPaths | None = None) -> RunPaths:
+    """The paths of a run of ``profile`` (in ``run_dir`` when given, else ``runs/<profile>``)."""
+    if isinstance(run_dir, RunPaths):
+        return run_dir
+    name = profile if isinstance(profile, str) else profile.name
+    return RunPaths(Path(run_dir).resolve() if run_dir else runs_root() / name)

@@ -1,0 +1,242 @@
+"""The pipeline's steps 8-10: the extended model, trained stage by stage into ``runs/<profile>/``.
+
+Loads the base model and the extended tokenizer, initialises the new rows (step 9), builds the
+biased training data (step 8) and runs each stage of the schedule (step 10) through the pure
+stage loop. A completed stage folder is reused while the key of its inputs matches; a stale one
+is retrained and replaced atomically. A stage interrupted after a checkpoint resumes from it.
+Only the main process writes. Shown in chapters 03, 04 and 05 (ablations).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import TrainingError
+from ..method import embedding_init, lm, row_split, sampling, stage_loop, stages
+from ..method.embedding_init import Extension, extend_model, plan_rows
+from ..method.lm import pack_documents
+from ..method.sampling import build_training_data
+from ..method.stage_loop import ResumeState, StageLog, Validation, is_main_process, train_stage, wait_for_everyone
+from ..method.stages import StageBudget, ablation_schedule, get_stage
+from ..runtime import deterministic, resolve_device, resolve_dtype
+from . import atomic, cache
+from .base import load_base
+from .corpora import load_corpus
+from .paths import RunPaths, run_paths
+from .profiles import Profile
+from .vocabulary import load_target_tokenizer, vocabulary_key
+
+
+def initialise_extended_model(profile, run_dir=None, method: str | None = None):
+    """The base model of a run, grown to its extended tokenizer and initialised (chapters 03 and 04).
+
+    Returns ``(model, target_tokenizer, base_tokenizer, extension)``.
+    """
+    model, base_tok = load_base(profile, run_dir)
+    target_tok = load_target_tokenizer(profile, run_dir)
+    ext = extend_model(model, base_tok, target_tok, method or profile.embedding_init, seed=profile.seed,
+                       pad_to_multiple_of=profile.vocabulary.pad_to_multiple_of)
+    return model, target_tok, base_tok, ext
+
+
+def plan_extension(profile, run_dir=None) -> tuple[Extension, int, int]:
+    """A run's row layout, hidden size and transformer parameter count, without loading any weights.
+
+    Chapter 04 uses it for its tables; a phi-2-sized model is never held twice in memory for them.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    paths = run_paths(profile, run_dir)
+    config = AutoConfig.from_pretrained(paths.base, trust_remote_code=False)
+    base_size = len(AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False))
+    target_size = len(load_target_tokenizer(profile, run_dir))
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    embedding_ids = {id(p) for m in (skeleton.get_input_embeddings(), skeleton.get_output_embeddings())
+                     for p in m.parameters()}
+    body = sum(p.numel() for p in skeleton.parameters() if id(p) not in embedding_ids)
+    rows = plan_rows(config.vocab_size, target_size, profile.vocabulary.pad_to_multiple_of)
+    ext = Extension(base_size, target_size, config.vocab_size, rows, profile.embedding_init)
+    return ext, config.hidden_size, body
+
+
+def resolve_schedule(profile: Profile, schedule: Sequence[StageBudget | int] | None = None) -> list[StageBudget]:
+    """The profile's schedule, or a custom subset given as stage numbers or budgets."""
+    if schedule is None:
+        return list(profile.training.schedule)
+    by_stage = {b.stage: b for b in profile.training.schedule}
+    out = []
+    for item in schedule:
+        if isinstance(item, StageBudget):
+            get_stage(item.stage)
+            out.append(item)
+        else:
+            get_stage(item)
+            if item not in by_stage:
+                raise TrainingError(f"Stage {item} has no budget in profile {profile.name!r}; give a StageBudget.")
+            out.append(by_stage[item])
+    return out
+
+
+def schedule_key(profile: Profile, run_dir, schedule: Sequence[StageBudget], init: str, upto: int) -> str:
+    """The key of the model after stage ``upto`` of ``schedule`` (its index)."""
+    return cache.step_key(
+        "stages", code=[embedding_init, lm, row_split, sampling, stage_loop, stages], profile=profile,
+        sections=("seed",),
+        upstream={"vocabulary": vocabulary_key(profile, run_dir)},
+        extra={"training": {k: v for k, v in profile.to_dict()["training"].items() if k != "schedule"},
+               "schedule": [asdict(b) for b in schedule[:upto + 1]], "init": init,
+               "pad_to_multiple_of": profile.vocabulary.pad_to_multiple_of})
+
+
+def _load_stage_dir(path: Path, marker: Path, key: str, dtype=torch.float32):
+    """The model in a completed stage folder computed from ``key``, else None (stale folders are retrained)."""
+    from transformers import AutoModelForCausalLM
+
+    record = cache.cached(marker, key)
+    if record is None:
+        return None, None
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False), record
+
+
+def _save_model_dir(path: Path, marker_name: str, model, tokenizer, record: dict[str, Any],
+                    dtype: torch.dtype = torch.float32) -> None:
+    with atomic.directory(path) as tmp:
+        if dtype != torch.float32:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
+            config = json.loads((tmp / "config.json").read_text())
+            config["dtype"] = str(dtype).removeprefix("torch.")
+            atomic.write_json(tmp / "config.json", config)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        atomic.write_json(tmp / marker_name, record)
+
+
+def _load_checkpoint(path: Path, key: str) -> ResumeState | None:
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("key") != key:
+        raise TrainingError(
+            f"{path} belongs to another configuration (key {state.get('key')}, this run {key}). "
+            f"Nothing was overwritten. Delete it, or the whole run directory, to start this stage afresh "
+            f"(eeve run --fresh)."
+        )
+    return ResumeState(state["step"], state["trainable"], state["optimizer"], state["log"], state["rng"])
+
+
+def _save_checkpoint(path: Path, key: str, resume: ResumeState) -> None:
+    buffer = io.BytesIO()
+    torch.save({"key": key, "step": resume.step, "trainable": resume.trainable, "optimizer": resume.optimizer,
+                "log": resume.log, "rng": resume.rng}, buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_bytes(path, buffer.getvalue())
+
+
+class ScheduleResult:
+    """The trained model and the log of every stage."""
+
+    def __init__(self, model, tokenizer, extension: Extension, logs: list[StageLog],
+                 base_validation: tuple[float, float] | None = None):
+        self.model, self.tokenizer, self.extension = model, tokenizer, extension
+        self.logs, self.base_validation = logs, base_validation
+
+
+def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudget | int] | None = None,
+                 init: str | None = None, output: RunPaths | None = None, save_stages: bool = True,
+                 progress: bool = True) -> ScheduleResult:
+    """Initialise the extended model and train it through ``schedule`` (chapter 04).
+
+    Completed stages whose key matches are loaded instead of retrained; a stage interrupted after a
+    checkpoint resumes from it. Writes ``stages/stage<N>/`` after each stage (when ``save_stages``),
+    the final model to ``model/`` and per-stage logs to ``train/`` of the run (or of ``output``).
+    """
+    paths = run_paths(profile, run_dir)
+    out = output or paths
+    budgets = resolve_schedule(profile, schedule)
+    init = init or profile.embedding_init
+    device = resolve_device(profile.device)
+    dtype = resolve_dtype(profile.training.dtype, device)
+    save_dtype = resolve_dtype(profile.training.save_dtype, device)
+    model, tokenizer, base_tok, ext = initialise_extended_model(profile, run_dir, init)
+    korean, english = load_corpus(profile, "korean"), load_corpus(profile, "english")
+    data = build_training_data(tokenizer, korean.train, profile.training.seq_len, ext.base_size,
+                               profile.training.new_token_bias)
+    validation = Validation(pack_documents(tokenizer, korean.validation),
+                            pack_documents(tokenizer, english.validation[:2000]), profile.training.seq_len,
+                            profile.training.validation_windows)
+    base_validation = validation.score(model, ext.target_size)
+    logs: list[StageLog] = []
+    with deterministic():
+        for index, budget in enumerate(budgets):
+            stage = get_stage(budget.stage)
+            key = schedule_key(profile, run_dir, budgets, init, index)
+            if save_stages:
+                loaded, record = _load_stage_dir(out.stage(stage.number), out.stage_marker(stage.number), key)
+                if loaded is not None:
+                    model = loaded
+                    logs.append(StageLog(**record["log"]))
+                    continue
+            checkpoint = out.checkpoint(stage.number)
+            log = train_stage(model, stage, budget, data, ext, settings=profile.training, seed=profile.seed,
+                              device=device, dtype=dtype, resume=_load_checkpoint(checkpoint, key),
+                              on_checkpoint=lambda state, c=checkpoint, k=key: _save_checkpoint(c, k, state),
+                              validation=validation, progress=progress)
+            model.to("cpu")
+            logs.append(log)
+            if is_main_process():  # several GPUs: one process writes
+                atomic.write_json(out.stage_log(stage.number), log.as_dict())
+                if save_stages:
+                    _save_model_dir(out.stage(stage.number), out.stage_marker(stage.number).name, model, tokenizer,
+                                    {"key": key, "stage": stage.number, "init": init, "extension": ext.as_dict(),
+                                     "log": log.as_dict()}, save_dtype)
+                checkpoint.unlink(missing_ok=True)
+            wait_for_everyone()
+    final_key = schedule_key(profile, run_dir, budgets, init, len(budgets) - 1)
+    if not is_main_process():
+        return ScheduleResult(model, tokenizer, ext, logs, base_validation)
+    _save_model_dir(out.model, out.model_marker.name, model, tokenizer,
+                    {"key": final_key, "stages": [b.stage for b in budgets], "init": init,
+                     "extension": ext.as_dict(), "base_validation": base_validation,
+                     "logs": [log.as_dict() for log in logs]}, save_dtype)
+    return ScheduleResult(model, tokenizer, ext, logs, base_validation)
+
+
+def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True) -> ScheduleResult:
+    """Train one ablation arm into ``runs/<profile>/ablations/<arm>/`` (chapter 05).
+
+    Arms: ``schedule:full_finetune``, ``schedule:embeddings_only`` (the same token budget as the
+    seven stages) and ``init:mean_resizing``, ``init:random`` (the seven stages from another
+    initialisation).
+    """
+    kind, _, name = arm.partition(":")
+    out = run_paths(profile, run_dir).ablation(arm)
+    t = profile.training
+    if kind == "schedule":
+        return run_schedule(profile, run_dir, schedule=ablation_schedule(t.schedule, name, t.batch_size, t.seq_len),
+                            output=out, save_stages=False, progress=progress)
+    if kind == "init":
+        return run_schedule(profile, run_dir, init=name, output=out, save_stages=False, progress=progress)
+    raise TrainingError(f"Unknown ablation arm {arm!r}: use schedule:<name> or init:<name>.")
+
+
+def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = None) -> dict[str, Any]:
+    """The marker record of a stage folder (or of the final model when ``stage`` is None)."""
+    paths = run_paths(profile, run_dir)
+    marker = paths.model_marker if stage is None else paths.stage_marker(stage)
+    record = cache.read_marker(marker)
+    if record is None:
+        raise TrainingError(f"No trained model in {marker.parent}. Run chapter 04 first.")
+    return record
+
+
+__all__ = ["initialise_extended_model", "plan_extension", "resolve_schedule", "run_schedule", "run_ablation",
+           "ScheduleResult", "load_stage_record", "schedule_key"]
