@@ -1,0 +1,155 @@
+"""What a careless or hostile user does to a run: every case ends in one clear line, removes nothing
+that is not the run's, and runs nothing it should not."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from eeve_lib import corpora, profiles
+from eeve_lib.cli import main
+from eeve_lib.errors import CorpusError, EeveError, ProfileError, TrainingError
+from eeve_lib.profiles import load_profile, parse_overrides
+from tests.conftest import MICRO, ROOT
+
+DATA = Path(os.environ["EEVE_DATA_DIR"])
+
+
+def one_line_error(capsys_or_out, code: int) -> str:
+    """Assert exit status 2 and a single 'eeve: error:' line on stderr; return it."""
+    err = capsys_or_out.readouterr().err if hasattr(capsys_or_out, "readouterr") else capsys_or_out
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eeve: error: "), err
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Impossible settings: one line naming the key, the value and the allowed range, before any work
+
+IMPOSSIBLE = [
+    ("training.batch_size", -4, ">= 1"),
+    ("base_model.pretrain.batch_size", -1, ">= 1"),
+    ("training.schedule", [{"stage": 1, "steps": 0, "learning_rate": 1e-3}], ">= 1"),
+    ("training.schedule", [], "at least 1"),
+    ("base_model.architecture.hidden_size", "abc", ">= 1"),
+    ("base_model.architecture.num_hidden_layers", 0, ">= 1"),
+    ("training.warmup_fraction", 5, "<= 1"),
+    ("base_model.pretrain.steps", 0, ">= 1"),
+    ("training.schedule", [{"stage": 1, "learning_rate": -1.0, "steps": 2}], "> 0"),
+    ("evaluation.stride", 0, ">= 1"),
+    ("seed", -1, ">= 0"),
+]
+
+
+@pytest.mark.parametrize("key,value,allowed", IMPOSSIBLE, ids=[f"{k}={v!r}" for k, v, _ in IMPOSSIBLE])
+def test_an_impossible_setting_is_one_line_naming_key_value_and_range(key, value, allowed):
+    with pytest.raises(ProfileError) as e:
+        load_profile("tiny", {key: value})
+    message = str(e.value)
+    assert "\n" not in message
+    assert key.split(".")[-1] in message and allowed in message
+    shown = value if not isinstance(value, list) or not value else value[0]
+    if isinstance(shown, dict):
+        shown = next(v for k, v in shown.items() if k in ("steps", "learning_rate") and v in (0, -1.0))
+    assert repr(shown) in message
+
+
+@pytest.mark.parametrize("key,value,allowed", IMPOSSIBLE[:8], ids=[f"{k}={v!r}" for k, v, _ in IMPOSSIBLE[:8]])
+def test_an_impossible_setting_stops_eeve_run_before_any_chapter(key, value, allowed, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["run", "--profile", "tiny", "--run-dir", str(run), "--chapters", "01",
+                 "--overrides", json.dumps({key: value})])
+    line = one_line_error(capsys, code)
+    assert key.split(".")[-1] in line and allowed in line
+    assert not run.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Malformed input: one line and exit status 2, never a traceback
+
+
+@pytest.fixture
+def profile_dir(tmp_path, monkeypatch):
+    """A profile folder with tiny plus two broken profiles."""
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    shutil.copy(ROOT / "profiles" / "tiny.yaml", folder / "tiny.yaml")
+    (folder / "broken.yaml").write_text("name: broken\ntraining:\n  batch_size: [4\n  seq_len: 8\n")
+    (folder / "listed.yaml").write_text("- name: listed\n- seed: 1\n")
+    monkeypatch.setattr(profiles, "PROFILE_DIR", folder)
+    return folder
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["run", "--overrides", "{training.batch_size: 4}"], "not valid JSON"),
+    (["run", "--overrides", "[1, 2]"], "got list"),
+    (["run", "--overrides", '"training.batch_size=4"'], "got str"),
+    (["train", "--profile", "tiny", "--overrides", "{bad"], "not valid JSON"),
+])
+def test_malformed_overrides_are_one_line(args, expected, capsys):
+    line = one_line_error(capsys, main(args))
+    assert "overrides" in line and expected in line and "training.batch_size" in line
+
+
+def test_a_profile_with_a_yaml_syntax_error_names_the_file(profile_dir, capsys):
+    line = one_line_error(capsys, main(["run", "--profile", "broken"]))
+    assert str(profile_dir / "broken.yaml") in line and "line 4" in line and "<unicode string>" not in line
+
+
+def test_a_profile_that_is_a_yaml_list_is_one_line(profile_dir, capsys):
+    line = one_line_error(capsys, main(["run", "--profile", "listed"]))
+    assert str(profile_dir / "listed.yaml") in line and "not a list" in line
+
+
+def test_eeve_profiles_lists_a_broken_profile_with_its_error(profile_dir, capsys):
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3
+    by_name = {line.split()[0]: line for line in out}
+    assert "[broken]" in by_name["broken"] and "not valid YAML" in by_name["broken"]
+    assert "[broken]" in by_name["listed"]
+    assert "[broken]" not in by_name["tiny"] and "Offline, CPU" in by_name["tiny"]
+
+
+def test_one_parser_of_overrides():
+    assert parse_overrides(None) == {} and parse_overrides("  ") == {} and parse_overrides({"a.b": 1}) == {"a.b": 1}
+    assert parse_overrides('{"training.batch_size": 4}') == {"training.batch_size": 4}
+    for bad in ("{", "[]", "3", '"x"', ["a"]):
+        with pytest.raises(ProfileError):
+            parse_overrides(bad)
+    from eeve_lib.notebook import setup
+
+    with pytest.raises(ProfileError, match="not valid JSON"):
+        setup("tiny", overrides="{oops")
+    with pytest.raises(ProfileError, match="not valid JSON"):
+        load_profile("tiny", "{oops")
+
+
+# ---------------------------------------------------------------------------------------------
+# A profile's name is a plain name: it names a folder
+
+
+def test_fresh_with_a_traversing_name_removes_nothing(tmp_path, monkeypatch, capsys):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("years of work")
+    monkeypatch.setenv("EEVE_RUNS_DIR", str(tmp_path / "runs"))
+    code = main(["run", "--profile", "tiny", "--overrides", json.dumps({"name": "../victim"}), "--fresh",
+                 "--chapters", "01"])
+    line = one_line_error(capsys, code)
+    assert (victim / "thesis.tex").read_text() == "years of work"
+    assert "name" in line and "'../victim'" in line and "letters, digits" in line
