@@ -15,7 +15,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -25,10 +24,10 @@ from typing import Any, Sequence
 
 import yaml
 
-from . import atomic
+from . import atomic, rundir
 from .errors import EeveError
 from .paths import run_paths
-from .profiles import PROJECT_ROOT, load_profile
+from .profiles import PROJECT_ROOT, load_profile, parse_overrides
 
 BOOK_DIR = PROJECT_ROOT / "book"
 TOC = PROJECT_ROOT / "_toc.yml"
@@ -137,7 +136,14 @@ def input_hashes(profile, chapter: str, parameters: dict[str, Any]) -> dict[str,
 
 def load_report(path: Path) -> dict[str, Any]:
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            report = json.loads(path.read_text())
+        except (ValueError, OSError) as e:
+            raise EeveError(f"{path} cannot be read as a report ({e}); delete it, or start the run afresh "
+                            f"(eeve run --fresh).") from None
+        if not isinstance(report, dict):
+            raise EeveError(f"{path} is not a report of eeve; delete it, or start the run afresh (eeve run --fresh).")
+        return report
     return {}
 
 
@@ -203,12 +209,15 @@ def _describe_failure(exc: BaseException, chapter: str, log: Path, executed: Pat
 
 
 def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume: bool = False, run_dir=None,
-             device: str | None = None, seed: int | None = None, overrides: dict[str, Any] | None = None,
+             device: str | None = None, seed: int | None = None, overrides: dict[str, Any] | str | None = None,
              fresh: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Execute chapters with papermill and write ``report.json``; see the module docstring."""
-    import papermill
+    """Execute chapters with papermill and write ``report.json``; see the module docstring.
 
-    overrides = dict(overrides or {})
+    Before any chapter runs: the profile and overrides are validated, and the run directory is
+    claimed (created or adopted, locked against a second run, emptied first with ``fresh``; see
+    :mod:`eeve_lib.rundir`).
+    """
+    overrides = parse_overrides(overrides)
     if device:
         overrides["device"] = device
     if seed is not None:
@@ -216,8 +225,20 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
     profile = load_profile(profile_name, overrides)  # validates the profile name and overrides first
     selected = select_chapters(chapters)
     paths = run_paths(profile, run_dir)
-    if fresh and paths.root.exists():
-        shutil.rmtree(paths.root)
+    from .corpora import manifest_records
+
+    data = manifest_records(profile)
+    with rundir.claim(paths.root, profile.name, fresh=fresh):
+        return _run_chapters(profile, profile_name, selected, paths, data, resume=resume, run_dir=run_dir,
+                             device=device, seed=seed, overrides=overrides, progress=progress)
+
+
+def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: list[dict[str, Any]], *,
+                  resume: bool, run_dir, device: str | None, seed: int | None, overrides: dict[str, Any],
+                  progress: bool) -> dict[str, Any]:
+    """run_book's work, in a claimed run directory."""
+    import papermill
+
     report = load_report(paths.report)
     check_commit(report, paths.report)
     order = chapters_in_order()
@@ -230,7 +251,6 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
             f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} not run in {paths.root}. Run them first "
             f"(eeve run --profile {profile.name} --chapters {' '.join(missing)}), or run without --chapters."
         )
-    from .corpora import manifest_records
     from .runtime import describe_hardware
 
     # run_dir only when asked for: the default (runs/<profile>) then reads as such in the book.
@@ -243,12 +263,11 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
         "git": git_commit(),
         "packages": package_versions(),
         "hardware": describe_hardware(),
-        "data": manifest_records(profile),
+        "data": data,
         "parameters": parameters,
     })
     report.setdefault("chapters", {})
     paths.executed.mkdir(parents=True, exist_ok=True)
-    atomic.remove_stale_temporaries(paths.root)
     for chapter in selected:
         hashes = input_hashes(profile, chapter, parameters)
         previous = report["chapters"].get(chapter, {})

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import yaml
 
-from eeve_lib import corpora, profiles
+from eeve_lib import corpora, profiles, rundir
 from eeve_lib.cli import main
 from eeve_lib.errors import CorpusError, EeveError, ProfileError, TrainingError
 from eeve_lib.profiles import load_profile, parse_overrides
@@ -153,3 +153,106 @@ def test_fresh_with_a_traversing_name_removes_nothing(tmp_path, monkeypatch, cap
     line = one_line_error(capsys, code)
     assert (victim / "thesis.tex").read_text() == "years of work"
     assert "name" in line and "'../victim'" in line and "letters, digits" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# Run directories: --fresh removes nothing that is not one, and one run at a time holds one
+
+
+def test_fresh_on_a_folder_that_is_not_a_run_directory_removes_nothing(tmp_path, capsys):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("years of work")
+    code = main(["run", "--profile", "tiny", "--run-dir", str(victim), "--fresh", "--chapters", "01"])
+    line = one_line_error(capsys, code)
+    assert (victim / "thesis.tex").read_text() == "years of work"
+    assert str(victim) in line and rundir.MARKER in line and "--fresh" in line
+
+
+def test_fresh_empties_a_run_directory_without_following_links(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    run = tmp_path / "run"
+    run.mkdir()  # an empty folder is adopted
+    with rundir.claim(run, "tiny"):
+        pass
+    assert rundir.is_run_dir(run)
+    (run / "base").mkdir()
+    (run / "base" / "model.safetensors").write_text("x")
+    (run / "link").symlink_to(outside, target_is_directory=True)
+    (run / "base" / "link").symlink_to(outside, target_is_directory=True)
+    with rundir.claim(run, "tiny", fresh=True):
+        assert sorted(p.name for p in run.iterdir()) == sorted([rundir.MARKER, rundir.LOCK])
+    assert (outside / "keep.txt").read_text() == "keep"
+
+
+def test_stale_temporaries_are_removed_without_following_links(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ".precious.tmp").write_text("not the run's")
+    run = tmp_path / "run"
+    (run / "train").mkdir(parents=True)
+    (run / "train" / ".checkpoint.safetensors.abc.tmp").write_text("half-written")
+    (run / "train" / "elsewhere").symlink_to(outside, target_is_directory=True)
+    with rundir.claim(run, "tiny"):
+        assert not (run / "train" / ".checkpoint.safetensors.abc.tmp").exists()
+    assert (outside / ".precious.tmp").exists()
+
+
+def test_run_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    line = one_line_error(capsys, main(["run", "--run-dir", str(target), "--chapters", "01"]))
+    assert str(target) in line and "is a file" in line
+    assert target.read_text() == "mine"
+
+
+def test_run_dir_in_a_read_only_place_is_one_line(tmp_path, capsys):
+    if os.geteuid() == 0:  # root writes through permissions: use a place no one can create folders in
+        target = Path("/sys/eeve-run-test")
+    else:
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+        target = tmp_path / "ro" / "run"
+    try:
+        line = one_line_error(capsys, main(["run", "--run-dir", str(target), "--chapters", "01"]))
+    finally:
+        if (tmp_path / "ro").exists():
+            (tmp_path / "ro").chmod(0o755)
+    assert str(target) in line and "writable" in line
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import fcntl, os, sys, time
+    f = open(sys.argv[1], "a+")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    f.seek(0); f.truncate(); f.write(f"{os.getpid()}\\n"); f.flush()
+    print("locked", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_a_second_run_on_a_directory_is_refused_with_the_holders_pid(tmp_path):
+    from eeve_lib.runner import run_book
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".report.json.x1.tmp").write_text("the holder's file in flight")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run / rundir.LOCK)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(EeveError) as e:
+            run_book("tiny", chapters=["01"], run_dir=run, overrides=MICRO, progress=False)
+        assert f"PID {holder.pid}" in str(e.value) and "in use by another eeve run" in str(e.value)
+        assert (run / ".report.json.x1.tmp").exists(), "removed a temporary while another run holds the lock"
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died: its lock went with it, and the next run takes it over.
+    with rundir.claim(run, "tiny"):
+        assert (run / rundir.LOCK).read_text().strip() == str(os.getpid())
+        assert not (run / ".report.json.x1.tmp").exists()
+    with pytest.raises(EeveError, match="needs the earlier chapters"):
+        run_book("tiny", chapters=["01"], run_dir=run, overrides=MICRO, progress=False)
