@@ -213,9 +213,9 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
              fresh: bool = False, progress: bool = True) -> dict[str, Any]:
     """Execute chapters with papermill and write ``report.json``; see the module docstring.
 
-    Before any chapter runs: the profile and overrides are validated, and the run directory is
-    claimed (created or adopted, locked against a second run, emptied first with ``fresh``; see
-    :mod:`eeve_lib.rundir`).
+    Before any chapter runs: the profile and overrides are validated, every corpus the profile
+    names is verified against its checksum, and the run directory is claimed (created or adopted,
+    locked against a second run, emptied first with ``fresh``; see :mod:`eeve_lib.rundir`).
     """
     overrides = parse_overrides(overrides)
     if device:
@@ -227,7 +227,7 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
     paths = run_paths(profile, run_dir)
     from .corpora import manifest_records
 
-    data = manifest_records(profile)
+    data = manifest_records(profile)  # every corpus verified before anything runs
     with rundir.claim(paths.root, profile.name, fresh=fresh):
         return _run_chapters(profile, profile_name, selected, paths, data, resume=resume, run_dir=run_dir,
                              device=device, seed=seed, overrides=overrides, progress=progress)

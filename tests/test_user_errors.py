@@ -256,3 +256,51 @@ def test_a_second_run_on_a_directory_is_refused_with_the_holders_pid(tmp_path):
         assert not (run / ".report.json.x1.tmp").exists()
     with pytest.raises(EeveError, match="needs the earlier chapters"):
         run_book("tiny", chapters=["01"], run_dir=run, overrides=MICRO, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpora are verified before the first chapter
+
+
+def truncated_corpus_profile(tmp_path, monkeypatch) -> dict:
+    source = DATA / "ko-en-news" / "korean-english-park.dev.ko"
+    small = yaml.safe_load((ROOT / "data_manifests" / "small.yaml").read_text())["entries"]
+    data = tmp_path / "data"
+    data.mkdir()
+    text = source.read_bytes()
+    (data / "dev.ko").write_bytes(text[: len(text) // 2])  # truncated in transit
+    shutil.copy(DATA / "ko-en-news" / "korean-english-park.dev.en", data / "dev.en")
+    entries = {
+        "ko": {**small["ko-en-news-test-ko"], "path": "dev.ko", "sha256": corpora._file_sha256(source)},
+        "en": {**small["ko-en-news-dev-en"], "path": "dev.en"},
+    }
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "t.yaml").write_text(yaml.safe_dump({"name": "t", "entries": entries}))
+    monkeypatch.setattr(corpora, "MANIFEST_DIR", tmp_path / "manifests")
+    monkeypatch.setenv("EEVE_MANIFEST_DIR", str(tmp_path / "manifests"))
+    monkeypatch.setenv("EEVE_DATA_DIR", str(data))
+    return {**MICRO, "data.manifest": "t", "data.korean": ["ko"], "data.english": ["en"]}
+
+
+def test_a_truncated_corpus_fails_before_chapter_00_starts(tmp_path, monkeypatch):
+    from eeve_lib.runner import run_book
+
+    overrides = truncated_corpus_profile(tmp_path, monkeypatch)
+    run = tmp_path / "run"
+    with pytest.raises(CorpusError) as e:
+        run_book("tiny", run_dir=run, overrides=overrides, progress=False)
+    assert "Checksum mismatch for corpus 'ko'" in str(e.value)
+    assert not (run / "executed").exists() and not (run / "report.json").exists()
+
+
+def test_sha256_verified_is_written_only_for_a_digest_that_matched(tmp_path, monkeypatch):
+    overrides = truncated_corpus_profile(tmp_path, monkeypatch)
+    profile = load_profile("tiny", overrides)
+    with pytest.raises(CorpusError, match="Checksum mismatch"):
+        corpora.manifest_records(profile)
+    manifest = yaml.safe_load((tmp_path / "manifests" / "t.yaml").read_text())
+    del manifest["entries"]["ko"]["sha256"]  # a manifest that records no checksum verifies nothing
+    (tmp_path / "manifests" / "t.yaml").write_text(yaml.safe_dump(manifest))
+    records = {r["name"]: r for r in corpora.manifest_records(profile)}
+    assert "sha256_verified" not in records["ko"] and records["ko"]["sha256_unverified"]
+    assert records["en"]["sha256_verified"] == records["en"]["sha256"]
