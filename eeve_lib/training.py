@@ -32,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import atomic
+from .checkpoints import load_checkpoint, save_checkpoint
 from .embedding_init import Extension, initialise_extended_model
 from .errors import TrainingError
 from .lm import causal_lm_loss, cosine_lr, mean_loss, pack_documents, window_starts
@@ -283,8 +284,8 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
     trainable = install_stage(model, stage, ext)
     optimizer = stage_optimizer(trainable, budget.learning_rate, settings.weight_decay)
     start, rng_state = 0, None
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint)  # safetensors + JSON: refuses pickles, runs nothing
+    if state is not None:
         if state.get("key") != key:
             raise TrainingError(
                 f"{checkpoint} belongs to another configuration (key {state.get('key')}, this run {key}). "
@@ -354,16 +355,11 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
 
 
 def _save_checkpoint(path: Path, key: str, step: int, trainable, optimizer, log: StageLog) -> None:
-    import io
-
     opt = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
-    buffer = io.BytesIO()
     rng = {"cpu": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    torch.save({"key": key, "step": step, "trainable": {n: p.detach().cpu() for n, p in trainable},
-                "optimizer": opt.state_dict(), "log": log.as_dict(), "rng": rng}, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_bytes(path, buffer.getvalue())
+    save_checkpoint(path, key=key, step=step, trainable={n: p.detach().cpu() for n, p in trainable},
+                    optimizer=opt.state_dict(), log=log.as_dict(), rng=rng)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,7 +481,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
                     model = loaded
                     logs.append(StageLog(**info["log"]))
                     continue
-            checkpoint = train_dir / f"stage{stage.number}" / "checkpoint.pt"
+            checkpoint = train_dir / f"stage{stage.number}" / "checkpoint.safetensors"
             log = train_stage(model, stage, budget, data, ext, settings=profile.training, seed=profile.seed,
                               device=device, dtype=dtype, checkpoint=checkpoint, key=key, validation=validation,
                               progress=progress)

@@ -304,3 +304,38 @@ def test_sha256_verified_is_written_only_for_a_digest_that_matched(tmp_path, mon
     records = {r["name"]: r for r in corpora.manifest_records(profile)}
     assert "sha256_verified" not in records["ko"] and records["ko"]["sha256_unverified"]
     assert records["en"]["sha256_verified"] == records["en"]["sha256"]
+
+
+# ---------------------------------------------------------------------------------------------
+# A checkpoint is data, never code
+
+
+class _Payload:
+    """Unpickling this creates the file at ``path``: the proof that a pickle ran."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("filename", ["checkpoint.pt", "checkpoint.safetensors"])
+def test_a_malicious_checkpoint_is_refused_without_running(micro_expanded, tmp_path, filename):
+    from eeve_lib.training import run_schedule
+
+    run_dir = tmp_path / "run"
+    for name in ("base", "tokenizer", "intermediate"):
+        shutil.copytree(micro_expanded / name, run_dir / name)
+    proof = tmp_path / "payload-ran"
+    checkpoint = run_dir / "train" / "stage1" / filename
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(pickle.dumps(_Payload(proof), protocol=2))
+    profile = load_profile("tiny", {**MICRO, "training.schedule": [{"stage": 1, "steps": 2, "learning_rate": 1e-3}]})
+    with pytest.raises(TrainingError) as e:
+        run_schedule(profile, run_dir, progress=False)
+    message = str(e.value)
+    assert not proof.exists(), "the pickle's payload ran"
+    assert str(checkpoint) in message and "pickle" in message and "Delete it" in message
+    assert "\n" not in message
+    assert not (run_dir / "stages").exists() and not (run_dir / "model").exists()
