@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except EeveError as e:
         print(f"eeve: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C: one line (the runner's says where and how to resume)
+        print(f"eeve: {e or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -339,3 +339,101 @@ def test_a_malicious_checkpoint_is_refused_without_running(micro_expanded, tmp_p
     assert str(checkpoint) in message and "pickle" in message and "Delete it" in message
     assert "\n" not in message
     assert not (run_dir / "stages").exists() and not (run_dir / "model").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The console of a run: progress per cell, no kernel noise, a quiet Ctrl-C
+
+
+def fake_chapter(folder: Path, name: str, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "tiny"\nrun_dir = None\ndevice = None\nseed = None\noverrides = "{}"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}"), params] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder / f"{name}.ipynb"
+
+
+@pytest.fixture
+def fake_book(tmp_path, monkeypatch):
+    """Point the runner at a folder of fake chapters (in this process)."""
+    from eeve_lib import runner
+
+    book = tmp_path / "book"
+    monkeypatch.setattr(runner, "BOOK_DIR", book)
+    monkeypatch.setattr(runner, "chapters_in_order", lambda: sorted(p.stem for p in book.glob("*.ipynb")))
+    return book
+
+
+def test_progress_inside_a_chapter_and_no_kernel_noise(fake_book, tmp_path, capfd):
+    from eeve_lib.runner import run_book
+
+    fake_chapter(fake_book, "00_fake", "x = 1", "print('to the log')", "y = x + 1")
+    report = run_book("tiny", run_dir=tmp_path / "run", overrides=MICRO, progress=True)
+    err = capfd.readouterr().err
+    progress = err.replace("\r", "\n")
+    for i in range(1, 6):  # parameters, papermill's injected parameters and three cells
+        assert f"00_fake: cell {i}/5" in progress, err
+    assert "without encryption" not in err and "KeyboardInterrupt" not in err and "Traceback" not in err
+    assert report["chapters"]["00_fake"]["status"] == "completed"
+    assert "to the log" in (tmp_path / "run" / "executed" / "00_fake.log").read_text()
+
+
+def test_a_failing_chapter_shows_its_traceback_and_an_existing_notebook(fake_book, tmp_path, capfd):
+    from eeve_lib.runner import ChapterFailed, run_book
+
+    fake_chapter(fake_book, "00_fake", "def explode():\n    return 1 / 0", "explode()", "never = 1")
+    with pytest.raises(ChapterFailed) as e:
+        run_book("tiny", run_dir=tmp_path / "run", overrides=MICRO, progress=True)
+    err = capfd.readouterr().err
+    assert "ZeroDivisionError" in err and "explode()" in err and "\x1b[" not in err
+    record = json.loads((tmp_path / "run" / "report.json").read_text())["chapters"]["00_fake"]
+    assert record["status"] == "failed" and (tmp_path / "run" / record["executed"]).is_file()
+    assert str(tmp_path / "run" / record["executed"]) in str(e.value)
+
+
+CTRL_C = textwrap.dedent("""
+    import signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    sys.path.insert(0, {root!r})
+    from pathlib import Path
+    from eeve_lib import runner
+    from eeve_lib.cli import main
+    runner.BOOK_DIR = Path({book!r})
+    runner.chapters_in_order = lambda: ["00_fake", "01_fake"]
+    sys.exit(main(["run", "--profile", "tiny", "--run-dir", {run!r}, "--overrides", {overrides!r}]))
+""")
+
+
+def test_ctrl_c_is_one_line_exit_130_and_the_report_names_only_files_that_exist(tmp_path):
+    book, run, flag = tmp_path / "book", tmp_path / "run", tmp_path / "kernel.pid"
+    fake_chapter(book, "00_fake", "x = 1")
+    fake_chapter(book, "01_fake", "import os, time",
+                 f"open({str(flag)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)", "print('never')")
+    script = CTRL_C.format(root=str(ROOT), book=str(book), run=str(run), overrides=json.dumps({"seed": 7}))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not (flag.exists() and flag.read_text()) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert flag.exists(), proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = [l for l in err.replace("\r", "\n").splitlines() if l.strip() and ": cell " not in l]
+    assert lines == [f"eeve: interrupted in chapter 01_fake; resume with eeve run --profile tiny --run-dir {run} "
+                     f"--overrides '{{\"seed\": 7}}' --resume"], err
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(flag.read_text()), 0)  # the kernel is gone
+    report = json.loads((run / "report.json").read_text())
+    assert report["chapters"]["00_fake"]["status"] == "completed"
+    record = report["chapters"]["01_fake"]
+    assert record["status"] == "interrupted" and "--resume" in record["error"]
+    for chapter in report["chapters"].values():
+        for key in ("executed", "log"):
+            if key in chapter:
+                assert (run / chapter[key]).is_file(), chapter[key]
+    assert (run / "executed" / "01_fake.failed.ipynb").is_file()
