@@ -118,7 +118,8 @@ def package_versions() -> dict[str, str | None]:
 def _tree_hash(paths: Sequence[Path]) -> str:
     h = hashlib.sha256()
     for p in sorted(paths):
-        h.update(p.relative_to(PROJECT_ROOT).as_posix().encode())
+        # EEVE_MANIFEST_DIR may lie outside the project: such a file is named by its full path
+        h.update((p.relative_to(PROJECT_ROOT) if p.is_relative_to(PROJECT_ROOT) else p).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 

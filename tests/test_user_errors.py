@@ -306,6 +306,14 @@ def test_sha256_verified_is_written_only_for_a_digest_that_matched(tmp_path, mon
     assert records["en"]["sha256_verified"] == records["en"]["sha256"]
 
 
+def test_a_manifest_folder_outside_the_project_is_hashed_not_a_traceback(tmp_path, monkeypatch):
+    from eeve_lib.runner import input_hashes
+
+    profile = load_profile("tiny", truncated_corpus_profile(tmp_path, monkeypatch))
+    hashes = input_hashes(profile, "00_base_model", {})
+    assert len(hashes["data"]) == 16
+
+
 # ---------------------------------------------------------------------------------------------
 # A checkpoint is data, never code
 
