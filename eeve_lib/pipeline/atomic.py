@@ -70,18 +70,3 @@ def directory(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def remove_stale_temporaries(root: str | os.PathLike) -> int:
-    """Remove ``.*.tmp`` leftovers of killed processes under ``root``; return how many."""
-    root = Path(root)
-    if not root.exists():
-        return 0
-    count = 0
-    for p in list(root.rglob(".*.tmp*")) + list(root.rglob(".*.old")):
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-        count += 1
-    return count

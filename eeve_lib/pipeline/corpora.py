@@ -243,13 +243,7 @@ def load_corpus(profile: Profile, language: str) -> Corpus:
             f"empty after filtering: {len(train)} train and {len(validation)} validation documents. "
             f"Check the manifest entries' paths, columns and fields, and data.max_{language}_documents."
         )
-    records = []
-    for e in entries:
-        rec = e.as_record()
-        if e.kind != "hub":
-            rec["sha256_verified"], rec["size_bytes"] = entry_checksum(e)
-        records.append(rec)
-    return Corpus(language, train, validation, records)
+    return Corpus(language, train, validation, [verified_record(e) for e in entries])
 
 
 def load_parallel(profile: Profile) -> tuple[list[str], list[str]] | None:
@@ -269,17 +263,32 @@ def load_parallel(profile: Profile) -> tuple[list[str], list[str]] | None:
     return ko, en
 
 
+def verified_record(entry: ManifestEntry) -> dict[str, Any]:
+    """An entry's provenance after verifying its checksum (CorpusError if it differs).
+
+    ``sha256_verified`` is written only for a digest that matched the manifest; a local entry whose
+    manifest records no checksum gets ``sha256_unverified`` instead.
+    """
+    rec = entry.as_record()
+    if entry.kind != "hub":
+        verify_entry(entry)
+        digest, rec["size_bytes"] = entry_checksum(entry)
+        rec["sha256_verified" if entry.sha256 == digest else "sha256_unverified"] = digest
+    return rec
+
+
 def manifest_records(profile: Profile) -> list[dict[str, Any]]:
-    """Provenance of every entry a profile uses, with verified checksums of local data."""
+    """Provenance of every entry a profile uses, each local one verified against its checksum first.
+
+    The runner calls it before the first chapter, so a changed or truncated corpus stops a run
+    before anything executes (:class:`CorpusError` naming the corpus and the fix).
+    """
     manifest = load_manifest(profile.data.manifest)
     names = list(profile.data.korean) + list(profile.data.english)
     if profile.data.parallel:
         names += [f"{profile.data.parallel}-ko", f"{profile.data.parallel}-en"]
-    out = []
-    for n in names:
-        e = manifest[n]
-        rec = e.as_record()
-        if e.kind != "hub":
-            rec["sha256_verified"], rec["size_bytes"] = entry_checksum(e)
-        out.append(rec)
-    return out
+    missing = [n for n in names if n not in manifest]
+    if missing:
+        raise CorpusError(f"Profile {profile.name!r} asks for corpus {', '.join(missing)}, which manifest "
+                          f"{profile.data.manifest!r} lacks. Its entries: {', '.join(manifest)}.")
+    return [verified_record(manifest[n]) for n in names]

@@ -7,7 +7,7 @@ Users and tests rely on this layout, so every folder and marker is named once, h
     runs/<profile>/tokenizer/            the extended tokenizer (HF format) + expansion.json
     runs/<profile>/stages/stage<N>/      the model after stage N (HF format, with tokenizer)
     runs/<profile>/model/                the final model (HF format, with tokenizer)
-    runs/<profile>/train/                per-stage loss logs and resumable checkpoints
+    runs/<profile>/train/                per-stage loss logs and resumable checkpoints (safetensors + JSON)
     runs/<profile>/ablations/<arm>/      ablation arms: model/, train/ (as above)
     runs/<profile>/eval/metrics.json     every model's scores
     runs/<profile>/executed/             the executed notebooks and their logs
@@ -39,6 +39,14 @@ MARKERS = {
 def _under_root(*parts: str) -> property:
     """A property: the path ``root/<parts>`` of a run."""
     return property(lambda self: self.root.joinpath(*parts), doc="/".join(parts))
+
+
+# A run directory says it is one (``--fresh`` empties nothing else), and one run at a time locks it.
+RUN_MARKER = ".eeve-run"
+RUN_LOCK = ".eeve-lock"
+# Its top-level entries: a folder holding nothing else is adopted as a run directory.
+RUN_LAYOUT = frozenset({"base", "intermediate", "tokenizer", "stages", "model", "train", "ablations", "eval",
+                        "executed", "report.json", RUN_MARKER, RUN_LOCK})
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class RunPaths:
         return self.train / f"stage{number}.json"
 
     def checkpoint(self, number: int) -> Path:
-        return self.train / f"stage{number}" / "checkpoint.pt"
+        return self.train / f"stage{number}" / "checkpoint.safetensors"
 
     def ablation(self, arm: str) -> "RunPaths":
         """The folder of an ablation arm, laid out like a run (``model/``, ``train/``)."""

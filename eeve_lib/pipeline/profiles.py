@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,83 @@ from ..method.stages import StageBudget
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 PROFILE_DIR = Path(os.environ.get("EEVE_PROFILE_DIR", PROJECT_ROOT / "profiles"))
+# A profile name is also a folder name (runs/<name>), so it is a plain name: no '/', no '..'.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _allowed(low: float | None = None, high: float | None = None, *, above: bool = False, below: bool = False,
+             min_items: int | None = None, pattern: re.Pattern | None = None, **field_kwargs: Any) -> Any:
+    """A dataclass field whose value the loader checks: a range, a shortest length or a pattern.
+
+    ``low``/``high`` are inclusive bounds unless ``above``/``below`` make them exclusive.
+    """
+    rule = {"low": low, "high": high, "above": above, "below": below, "min_items": min_items, "pattern": pattern}
+    return field(metadata={"allowed": rule}, **field_kwargs)
+
+
+def _describe_range(rule: Mapping[str, Any]) -> str:
+    low, high = rule["low"], rule["high"]
+    lo = f"{'>' if rule['above'] else '>='} {low}" if low is not None else ""
+    hi = f"{'<' if rule['below'] else '<='} {high}" if high is not None else ""
+    return " and ".join(x for x in (lo, hi) if x)
+
+
+def _check_allowed(value: Any, rule: Mapping[str, Any], where: str) -> None:
+    """Raise a one-line :class:`ProfileError` naming the key, the value and what is allowed."""
+    if value is None:
+        return
+    if rule.get("min_items") is not None and len(value) < rule["min_items"]:
+        raise ProfileError(f"{where}: {value!r} is too short; give at least {rule['min_items']} item(s).")
+    if rule.get("pattern") is not None and not rule["pattern"].fullmatch(value):
+        raise ProfileError(f"{where}: {value!r} is not allowed; use letters, digits, '-' and '_' only.")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = rule.get("low"), rule.get("high")
+        bad = not math.isfinite(value)
+        if low is not None:
+            bad |= value <= low if rule.get("above") else value < low
+        if high is not None:
+            bad |= value >= high if rule.get("below") else value > high
+        if bad:
+            raise ProfileError(f"{where}: {value!r} is out of range; allowed: {_describe_range(rule)}.")
+
+
+# base_model.architecture is passed to transformers' PhiConfig; these keys are checked here, so that
+# a typo in a value fails when the profile loads instead of in chapter 00.
+_ARCHITECTURE: dict[str, tuple[type, dict[str, Any]]] = {
+    "hidden_size": (int, {"low": 1}),
+    "intermediate_size": (int, {"low": 1}),
+    "num_hidden_layers": (int, {"low": 1}),
+    "num_attention_heads": (int, {"low": 1}),
+    "num_key_value_heads": (int, {"low": 1}),
+    "max_position_embeddings": (int, {"low": 1}),
+    "partial_rotary_factor": (float, {"low": 0, "high": 1, "above": True}),
+    "layer_norm_eps": (float, {"low": 0, "above": True}),
+    "rope_theta": (float, {"low": 0, "above": True}),
+    "resid_pdrop": (float, {"low": 0, "high": 1, "below": True}),
+    "embd_pdrop": (float, {"low": 0, "high": 1, "below": True}),
+    "attention_dropout": (float, {"low": 0, "high": 1, "below": True}),
+    "hidden_act": (str, {}),
+}
+# Set by eeve from the tokenizer; in the profile they would clash with it.
+_ARCHITECTURE_RESERVED = ("vocab_size", "bos_token_id", "eos_token_id")
+
+
+def _check_architecture(architecture: Mapping[str, Any], where: str) -> None:
+    for key, value in architecture.items():
+        here = f"{where}.{key}"
+        if key in _ARCHITECTURE_RESERVED:
+            raise ProfileError(f"{here}: eeve sets {key} from the tokenizer; remove it from the profile.")
+        if key in _ARCHITECTURE:
+            tp, rule = _ARCHITECTURE[key]
+            rule = {"low": None, "high": None, "above": False, "below": False, **rule}
+            try:
+                _convert(value, tp, here)
+            except ProfileError:
+                allowed = f"{_type_name(tp)} {_describe_range(rule)}".strip()
+                raise ProfileError(f"{here}: expected {allowed}, got {value!r}.") from None
+            _check_allowed(value, rule, here)
+        elif isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ProfileError(f"{here}: {value!r} is out of range; allowed: >= 1.")
 
 
 @dataclass(frozen=True)
@@ -31,11 +110,11 @@ class DataSettings:
     """Which manifest entries feed the run, and how they are split."""
 
     manifest: str
-    korean: list[str]
-    english: list[str]
-    validation_fraction: float = 0.1
-    max_korean_documents: int | None = None
-    max_english_documents: int | None = None
+    korean: list[str] = _allowed(min_items=1)
+    english: list[str] = _allowed(min_items=1)
+    validation_fraction: float = _allowed(0, 1, above=True, below=True, default=0.1)
+    max_korean_documents: int | None = _allowed(1, default=None)
+    max_english_documents: int | None = _allowed(1, default=None)
     on_decode_error: Literal["fail", "skip"] = "fail"
     # A manifest entry of parallel Korean/English sentences (fertility on "same content").
     parallel: str | None = None
@@ -45,13 +124,13 @@ class DataSettings:
 class PretrainSettings:
     """Budget for pretraining the small English base model (``tiny``/``small`` only)."""
 
-    steps: int
-    batch_size: int
-    seq_len: int
-    learning_rate: float
-    warmup_steps: int = 10
-    weight_decay: float = 0.01
-    log_every: int = 10
+    steps: int = _allowed(1)
+    batch_size: int = _allowed(1)
+    seq_len: int = _allowed(2)
+    learning_rate: float = _allowed(0, above=True)
+    warmup_steps: int = _allowed(0, default=10)
+    weight_decay: float = _allowed(0, default=0.01)
+    log_every: int = _allowed(1, default=10)
 
 
 @dataclass(frozen=True)
@@ -62,13 +141,13 @@ class BaseModelSettings:
     hub_id: str | None = None
     revision: str | None = None
     local_path: str | None = None
-    tokenizer_vocab_size: int | None = None
+    tokenizer_vocab_size: int | None = _allowed(1, default=None)
     # The family of the tokenizer pretrained here (source 'pretrain'); see eeve_lib.method.families.
     tokenizer_family: str = "byte-level BPE"
     # Extra added tokens appended after BPE training, like phi-2's whitespace tokens.
-    tokenizer_added_tokens: int = 0
-    pad_vocab_to_multiple_of: int = 64
-    architecture: dict[str, Any] = field(default_factory=dict)
+    tokenizer_added_tokens: int = _allowed(0, default=0)
+    pad_vocab_to_multiple_of: int = _allowed(1, default=64)
+    architecture: dict[str, Any] = field(default_factory=dict, metadata={"check": _check_architecture})
     pretrain: PretrainSettings | None = None
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"
 
@@ -77,49 +156,49 @@ class BaseModelSettings:
 class VocabularySettings:
     """Steps 1-7: intermediate tokenizer size, frequency threshold and the loop."""
 
-    intermediate_vocab_size: int
-    min_frequency: int
+    intermediate_vocab_size: int = _allowed(1)
+    min_frequency: int = _allowed(1)
     threshold_rationale: str
-    max_iterations: int = 10
-    pad_to_multiple_of: int = 64
-    counting_batch_size: int = 4096
-    counting_workers: int = 0  # 0 = one per core
+    max_iterations: int = _allowed(1, default=10)
+    pad_to_multiple_of: int = _allowed(1, default=64)
+    counting_batch_size: int = _allowed(1, default=4096)
+    counting_workers: int = _allowed(0, default=0)  # 0 = one per core
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
     """Step 8 (biased sampling) and step 10 (the seven stages)."""
 
-    seq_len: int
-    batch_size: int
-    schedule: list[StageBudget]
-    new_token_bias: float = 1.0
-    checkpoint_every: int = 50
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
-    grad_clip: float = 1.0
+    seq_len: int = _allowed(2)
+    batch_size: int = _allowed(1)
+    schedule: list[StageBudget] = _allowed(min_items=1)
+    new_token_bias: float = _allowed(0, default=1.0)
+    checkpoint_every: int = _allowed(0, default=50)  # 0 = no checkpoints
+    weight_decay: float = _allowed(0, default=0.01)
+    warmup_fraction: float = _allowed(0, 1, default=0.1)
+    grad_clip: float = _allowed(0, default=1.0)  # 0 = no clipping
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     # Saved stage directories: float32 keeps resumption bit-exact; bfloat16 halves the disk a
     # phi-2-sized run needs (frozen rows stay exact: they were bfloat16 values to begin with).
     save_dtype: Literal["float32", "bfloat16"] = "float32"
-    validation_windows: int = 16
-    validation_points_per_stage: int = 4
-    log_every: int = 1
+    validation_windows: int = _allowed(1, default=16)
+    validation_points_per_stage: int = _allowed(1, default=4)
+    log_every: int = _allowed(1, default=1)
 
 
 @dataclass(frozen=True)
 class EvaluationSettings:
     """Held-out scoring, generation samples and KoBEST."""
 
-    window: int
-    stride: int
-    max_korean_chars: int | None = None
-    max_english_chars: int | None = None
+    window: int = _allowed(2)
+    stride: int = _allowed(1)
+    max_korean_chars: int | None = _allowed(1, default=None)
+    max_english_chars: int | None = _allowed(1, default=None)
     korean_prompts: list[str] = field(default_factory=list)
     english_prompts: list[str] = field(default_factory=list)
-    max_new_tokens: int = 32
+    max_new_tokens: int = _allowed(1, default=32)
     kobest: bool = False
-    kobest_limit: int | None = None
+    kobest_limit: int | None = _allowed(1, default=None)
 
 
 @dataclass(frozen=True)
@@ -135,9 +214,9 @@ class AblationSettings:
 class Profile:
     """A whole profile; see ``profiles/<name>.yaml``."""
 
-    name: str
+    name: str = _allowed(pattern=NAME_PATTERN)
     description: str
-    seed: int
+    seed: int = _allowed(0, 2**32 - 1)
     device: Literal["auto", "cpu", "cuda"]
     data: DataSettings
     base_model: BaseModelSettings
@@ -225,16 +304,52 @@ def _build(cls: type, raw: Mapping[str, Any], where: str) -> Any:
     kwargs = {}
     for name, f in fields.items():
         if name in raw:
-            kwargs[name] = _convert(raw[name], hints[name], f"{where}.{name}")
+            rule = f.metadata.get("allowed")
+            try:
+                kwargs[name] = _convert(raw[name], hints[name], f"{where}.{name}")
+            except ProfileError as e:
+                if rule and _describe_range(rule):
+                    raise ProfileError(f"{e} Allowed: {_describe_range(rule)}.") from None
+                raise
+            if rule:
+                _check_allowed(raw[name], rule, f"{where}.{name}")
+            if "check" in f.metadata:
+                f.metadata["check"](kwargs[name], f"{where}.{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ProfileError(f"{where}: the required key '{name}' is missing.")
     return cls(**kwargs)
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+def parse_overrides(value: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Overrides as a dict of dotted keys, from None, "", a mapping or a JSON object in a string.
+
+    The one parser of overrides: the command line (``--overrides``), the chapters' ``overrides``
+    parameter and :func:`load_profile` all go through it. Anything else is a one-line ProfileError.
+    """
+    example = "e.g. '{\"training.batch_size\": 4}'"
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        if not value.strip():
+            return {}
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ProfileError(f"overrides: not valid JSON ({e.msg} at column {e.colno}); give a JSON object of "
+                               f"dotted profile keys, {example}.") from None
+    if not isinstance(value, Mapping):
+        raise ProfileError(f"overrides: expected a JSON object of dotted profile keys, got {type(value).__name__} "
+                           f"{value!r}; {example}.")
+    bad = [k for k in value if not isinstance(k, str) or not k]
+    if bad:
+        raise ProfileError(f"overrides: keys must be dotted profile keys such as 'training.batch_size', not {bad[0]!r}.")
+    return dict(value)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """Return a copy of ``raw`` with dotted-key ``overrides`` applied (``"training.batch_size": 4``)."""
     out = json.loads(json.dumps(raw))
-    for dotted, value in (overrides or {}).items():
+    for dotted, value in parse_overrides(overrides).items():
         node = out
         parts = dotted.split(".")
         for p in parts[:-1]:
@@ -266,28 +381,51 @@ def _check_consistency(p: Profile) -> None:
         raise ProfileError("base_model: source 'hub' needs 'hub_id' and a pinned 'revision'.")
     if bm.source == "local" and not bm.local_path:
         raise ProfileError("base_model: source 'local' needs 'local_path'.")
+    arch = bm.architecture
+    if isinstance(arch.get("hidden_size"), int) and isinstance(arch.get("num_attention_heads"), int) \
+            and arch["hidden_size"] % arch["num_attention_heads"]:
+        raise ProfileError(f"base_model.architecture: hidden_size {arch['hidden_size']} is not a multiple of "
+                           f"num_attention_heads {arch['num_attention_heads']}; change one of them.")
 
 
-def load_profile(name: str | Profile, overrides: Mapping[str, Any] | None = None) -> Profile:
+def _read_profile_file(path: Path) -> dict[str, Any]:
+    """The mapping in a profile file; a one-line ProfileError naming the file if it is not one."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ProfileError(f"{path}: not valid YAML ({problem}{where}); fix the file's syntax.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{path}: cannot be read ({e}); check that it is a readable UTF-8 file.") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ProfileError(f"{path}: a profile is a mapping of settings (key: value), not a "
+                           f"{type(raw).__name__}; see profiles/tiny.yaml for the shape.")
+    return dict(raw)
+
+
+def load_profile(name: str | Profile, overrides: Mapping[str, Any] | str | None = None) -> Profile:
     """Load and validate ``profiles/<name>.yaml``; optional dotted-key overrides.
 
     Shown in every chapter's parameters cell. ``overrides`` lets tests and users shrink budgets
     without a new file: ``load_profile("tiny", {"training.batch_size": 2})``.
     """
+    overrides = parse_overrides(overrides)
     if isinstance(name, Profile):
         if not overrides:
             return name
         raw = name.to_dict()
     else:
-        if isinstance(overrides, str):
-            overrides = json.loads(overrides) if overrides.strip() else {}
         path = PROFILE_DIR / f"{name}.yaml"
-        if not path.is_file():
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or not path.is_file():
             raise ProfileError(
                 f"Unknown profile {name!r}. Valid profiles: {', '.join(available_profiles())} "
                 f"(files in {PROFILE_DIR})."
             )
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = _read_profile_file(path)
         if raw.get("name", name) != name:
             raise ProfileError(f"{path}: 'name' says {raw.get('name')!r} but the file is {name!r}.")
     raw = apply_overrides(raw, overrides)

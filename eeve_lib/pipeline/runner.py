@@ -5,7 +5,9 @@ into each chapter's ``parameters`` cell, keeps every executed notebook and its l
 ``runs/<P>/executed/``, stops at the first failure with a message naming the chapter, the cell and
 the log, and writes ``runs/<P>/report.json`` (per chapter: status, wall time, peak memory, device;
 for the run: git commit, package versions, data-manifest hashes). ``--resume`` skips chapters that
-completed with unchanged inputs (library, chapter, profile and data hashes). Shown in the
+completed with unchanged inputs (library, chapter, profile and data hashes). The console shows
+each chapter's progress cell by cell and a failing cell's traceback (:mod:`eeve_lib.pipeline.execution`);
+Ctrl-C stops with one line naming the chapter and the command that resumes. Shown in the
 introduction; the report becomes the book's "Reproducibility status" page.
 """
 
@@ -15,8 +17,10 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
+import re
+import shlex
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -26,9 +30,9 @@ from typing import Any, Sequence
 import yaml
 
 from ..errors import EeveError
-from . import atomic, cache
+from . import atomic, cache, rundir
 from .paths import run_paths
-from .profiles import PROJECT_ROOT, load_profile
+from .profiles import PROJECT_ROOT, load_profile, parse_overrides
 
 BOOK_DIR = PROJECT_ROOT / "book"
 TOC = PROJECT_ROOT / "_toc.yml"
@@ -39,6 +43,10 @@ PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "pa
 
 class ChapterFailed(EeveError):
     """A chapter raised, or its kernel died; the message names the chapter, cell and log."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a chapter; the message names it and the command that resumes the run."""
 
 
 def _toc_files() -> list[str]:
@@ -110,7 +118,8 @@ def package_versions() -> dict[str, str | None]:
 def _tree_hash(paths: Sequence[Path]) -> str:
     h = hashlib.sha256()
     for p in sorted(paths):
-        h.update(p.relative_to(PROJECT_ROOT).as_posix().encode())
+        # EEVE_MANIFEST_DIR may lie outside the project: such a file is named by its full path
+        h.update((p.relative_to(PROJECT_ROOT) if p.is_relative_to(PROJECT_ROOT) else p).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -137,7 +146,14 @@ def input_hashes(profile, chapter: str, parameters: dict[str, Any]) -> dict[str,
 
 def load_report(path: Path) -> dict[str, Any]:
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            report = json.loads(path.read_text())
+        except (ValueError, OSError) as e:
+            raise EeveError(f"{path} cannot be read as a report ({e}); delete it, or start the run afresh "
+                            f"(eeve run --fresh).") from None
+        if not isinstance(report, dict):
+            raise EeveError(f"{path} is not a report of eeve; delete it, or start the run afresh (eeve run --fresh).")
+        return report
     return {}
 
 
@@ -188,7 +204,7 @@ class _PeakMemory:
         self._thread.join()
 
 
-def _describe_failure(exc: BaseException, chapter: str, log: Path, executed: Path) -> str:
+def _describe_failure(exc: BaseException, chapter: str, log: Path, executed: Path | None) -> str:
     import papermill
 
     if isinstance(exc, papermill.PapermillExecutionError):
@@ -198,17 +214,45 @@ def _describe_failure(exc: BaseException, chapter: str, log: Path, executed: Pat
         what = "because its kernel died (out of memory, or a crash in native code)"
     else:
         what = f"with {type(exc).__name__}: {exc}"
-    return (f"Chapter {chapter} failed {what}.\n  Log: {log}\n  Partly executed notebook: {executed}\n"
+    notebook = f"  Partly executed notebook: {executed}\n" if executed is not None and executed.exists() else ""
+    return (f"Chapter {chapter} failed {what}.\n  Log: {log}\n{notebook}"
             f"  Chapters that completed before it are kept; fix the problem and re-run with --resume.")
 
 
-def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume: bool = False, run_dir=None,
-             device: str | None = None, seed: int | None = None, overrides: dict[str, Any] | None = None,
-             fresh: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Execute chapters with papermill and write ``report.json``; see the module docstring."""
-    import papermill
+def _cell_traceback(exc: BaseException) -> str | None:
+    """The failing cell's traceback, without terminal colours, for the console."""
+    lines = getattr(exc, "traceback", None)
+    if not isinstance(lines, list) or not lines:
+        return None
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", "\n".join(map(str, lines)))
 
-    overrides = dict(overrides or {})
+
+def _resume_command(profile_name: str, run_dir, device: str | None, seed: int | None,
+                    overrides: dict[str, Any]) -> str:
+    words = ["eeve", "run", "--profile", profile_name]
+    if run_dir:
+        words += ["--run-dir", str(run_dir)]
+    if device:
+        words += ["--device", device]
+    if seed is not None:
+        words += ["--seed", str(seed)]
+    if overrides:
+        words += ["--overrides", json.dumps(overrides, sort_keys=True)]
+    return " ".join(shlex.quote(w) for w in words + ["--resume"])
+
+
+def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume: bool = False, run_dir=None,
+             device: str | None = None, seed: int | None = None, overrides: dict[str, Any] | str | None = None,
+             fresh: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Execute chapters with papermill and write ``report.json``; see the module docstring.
+
+    Before any chapter runs: the profile and overrides are validated, every corpus the profile
+    names is verified against its checksum, and the run directory is claimed (created or adopted,
+    locked against a second run, emptied first with ``fresh``; see :mod:`eeve_lib.pipeline.rundir`).
+    Ctrl-C kills the running chapter's kernel and raises :class:`RunInterrupted`.
+    """
+    user_overrides = parse_overrides(overrides)
+    overrides = dict(user_overrides)
     if device:
         overrides["device"] = device
     if seed is not None:
@@ -216,8 +260,22 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
     profile = load_profile(profile_name, overrides)  # validates the profile name and overrides first
     selected = select_chapters(chapters)
     paths = run_paths(profile, run_dir)
-    if fresh and paths.root.exists():
-        shutil.rmtree(paths.root)
+    from .corpora import manifest_records
+
+    data = manifest_records(profile)  # every corpus verified before anything runs
+    resume_command = _resume_command(profile_name, paths.root if run_dir else None, device, seed, user_overrides)
+    with rundir.claim(paths.root, profile.name, fresh=fresh):
+        return _run_chapters(profile, profile_name, selected, paths, data, resume=resume, run_dir=run_dir,
+                             device=device, seed=seed, overrides=overrides, progress=progress,
+                             resume_command=resume_command)
+
+
+def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: list[dict[str, Any]], *,
+                  resume: bool, run_dir, device: str | None, seed: int | None, overrides: dict[str, Any],
+                  progress: bool, resume_command: str) -> dict[str, Any]:
+    """run_book's work, in a claimed run directory."""
+    from .execution import execute_chapter
+
     report = load_report(paths.report)
     check_commit(report, paths.report)
     order = chapters_in_order()
@@ -230,7 +288,6 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
             f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} not run in {paths.root}. Run them first "
             f"(eeve run --profile {profile.name} --chapters {' '.join(missing)}), or run without --chapters."
         )
-    from .corpora import manifest_records
     from ..runtime import describe_hardware
 
     # run_dir only when asked for: the default (runs/<profile>) then reads as such in the book.
@@ -243,12 +300,11 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
         "git": git_commit(),
         "packages": package_versions(),
         "hardware": describe_hardware(),
-        "data": manifest_records(profile),
+        "data": data,
         "parameters": parameters,
     })
     report.setdefault("chapters", {})
     paths.executed.mkdir(parents=True, exist_ok=True)
-    atomic.remove_stale_temporaries(paths.root)
     for chapter in selected:
         hashes = input_hashes(profile, chapter, parameters)
         previous = report["chapters"].get(chapter, {})
@@ -262,22 +318,20 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
             print(f"[eeve] {chapter}: running at profile {profile.name} ...", flush=True)
         started = time.time()
         partial = executed.with_name(f".{chapter}.running.ipynb")
+        failed_copy = executed.with_name(f"{chapter}.failed.ipynb")
+        failed_copy.unlink(missing_ok=True)  # a previous failure's notebook is not this run's
         status, error = "completed", None
         with _PeakMemory() as memory, open(log, "w", encoding="utf-8") as log_file:
             try:
-                papermill.execute_notebook(
-                    str(BOOK_DIR / f"{chapter}.ipynb"), str(partial), parameters=parameters,
-                    kernel_name="python3", cwd=str(BOOK_DIR), progress_bar=False, log_output=False,
-                    stdout_file=log_file, stderr_file=log_file, request_save_on_cell_execute=False,
-                )
+                execute_chapter(BOOK_DIR / f"{chapter}.ipynb", partial, parameters, log_file=log_file, cwd=BOOK_DIR,
+                                description=chapter, progress_file=sys.stderr if progress else None)
             except BaseException as exc:  # noqa: BLE001 - reported, then re-raised as ChapterFailed
-                status, error = "failed", exc
+                status, error = ("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"), exc
         if status == "completed":
             os.replace(partial, executed)
-        else:
-            failed_copy = executed.with_name(f"{chapter}.failed.ipynb")
-            if partial.exists():
-                os.replace(partial, failed_copy)
+        elif partial.exists():
+            os.replace(partial, failed_copy)
+        notebook = executed if status == "completed" else failed_copy
         record = {
             "status": status,
             "wall_seconds": round(time.time() - started, 1),
@@ -285,18 +339,24 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
             "device": device or profile.device,
             "commit": report["git"]["commit"],
             "inputs": hashes,
-            "executed": str(executed.relative_to(paths.root)),
             "log": str(log.relative_to(paths.root)),
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        if error is not None:
-            record["error"] = _describe_failure(error, chapter, log, executed.with_name(f"{chapter}.failed.ipynb"))
+        if notebook.exists():  # the report names only files that exist
+            record["executed"] = str(notebook.relative_to(paths.root))
+        if status == "interrupted":
+            record["error"] = f"interrupted in chapter {chapter}; resume with {resume_command}"
+        elif error is not None:
+            record["error"] = _describe_failure(error, chapter, log, failed_copy)
         report["chapters"][chapter] = record
         report["finished_at"] = record["finished_at"]
         atomic.write_json(paths.report, report)
+        if status == "interrupted":
+            raise RunInterrupted(record["error"]) from None
         if error is not None:
-            if isinstance(error, KeyboardInterrupt):
-                raise error
+            trace = _cell_traceback(error)
+            if progress and trace:
+                print(f"[eeve] {chapter}: the failing cell's traceback:\n{trace}", file=sys.stderr, flush=True)
             raise ChapterFailed(record["error"]) from None
         if progress:
             print(f"[eeve] {chapter}: done in {record['wall_seconds']} s, peak memory {record['peak_memory_mb']} MB",

@@ -9,7 +9,6 @@ Only the main process writes. Shown in chapters 03, 04 and 05 (ablations).
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..method.stages import StageBudget, ablation_schedule, get_stage
 from ..runtime import deterministic, resolve_device, resolve_dtype
 from . import atomic, cache
 from .base import load_base
+from .checkpoints import load_checkpoint, save_checkpoint
 from .corpora import load_corpus
 from .paths import RunPaths, run_paths
 from .profiles import Profile
@@ -121,9 +121,9 @@ def _save_model_dir(path: Path, marker_name: str, model, tokenizer, record: dict
 
 
 def _load_checkpoint(path: Path, key: str) -> ResumeState | None:
-    if not path.is_file():
+    state = load_checkpoint(path)  # safetensors + JSON: refuses pickles, runs nothing
+    if state is None:
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("key") != key:
         raise TrainingError(
             f"{path} belongs to another configuration (key {state.get('key')}, this run {key}). "
@@ -134,11 +134,8 @@ def _load_checkpoint(path: Path, key: str) -> ResumeState | None:
 
 
 def _save_checkpoint(path: Path, key: str, resume: ResumeState) -> None:
-    buffer = io.BytesIO()
-    torch.save({"key": key, "step": resume.step, "trainable": resume.trainable, "optimizer": resume.optimizer,
-                "log": resume.log, "rng": resume.rng}, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_bytes(path, buffer.getvalue())
+    save_checkpoint(path, key=key, step=resume.step, trainable=resume.trainable, optimizer=resume.optimizer,
+                    log=resume.log, rng=resume.rng)
 
 
 class ScheduleResult:

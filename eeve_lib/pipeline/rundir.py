@@ -1,0 +1,155 @@
+"""Claiming a run directory: a marker that says it is one, and a lock that one run holds.
+
+``eeve run`` writes only into directories it created or adopted: each carries a ``.eeve-run``
+marker (JSON, written when the directory is created, or when an empty one, or one holding only
+the files of a run, is first used). ``--fresh`` empties a directory only if it carries the marker,
+and never touches anything outside it. One run at a time holds ``.eeve-lock`` (an exclusive
+``flock`` on a file that holds the holder's PID); a second run on the same directory is refused
+with that PID, and the lock of a process that died is released by the kernel, so the next run
+takes it over. Leftover temporaries of killed runs are removed only while holding the lock.
+Shown in "Where outputs go" of the README.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import EeveError
+from . import atomic
+from .paths import RUN_LAYOUT as LAYOUT
+from .paths import RUN_LOCK as LOCK
+from .paths import RUN_MARKER as MARKER
+
+
+class RunDirError(EeveError):
+    """A run directory that is not one, cannot be written, or is in use by another run."""
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and (".tmp" in name or name.endswith(".old"))
+
+
+def is_run_dir(root: str | os.PathLike) -> bool:
+    """Whether ``root`` carries the marker of an eeve run directory."""
+    return (Path(root) / MARKER).is_file()
+
+
+def _adoptable(root: Path) -> bool:
+    """Empty, or holding only what a run writes (a run directory of an eeve without markers)."""
+    return all(p.name in LAYOUT or _is_temporary(p.name) for p in root.iterdir())
+
+
+def _unusable(root: Path, e: OSError) -> RunDirError:
+    return RunDirError(f"Cannot use {root} as a run directory: {e.strerror or e}. Choose a writable location "
+                       f"with --run-dir.")
+
+
+def _ensure(root: Path, profile: str, fresh: bool) -> None:
+    """Create or adopt ``root`` as a run directory; refuse anything else."""
+    if root.exists() and not root.is_dir():
+        raise RunDirError(f"{root} is a file, not a directory; give --run-dir a new or empty folder, or an earlier "
+                          f"run directory.")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if is_run_dir(root):
+            return
+        if fresh and any(root.iterdir()):
+            raise RunDirError(
+                f"Refusing --fresh: {root} has no {MARKER} file, so it is not a run directory that eeve created, "
+                f"and --fresh deletes only those. Delete it yourself if you mean to, or choose another --run-dir.")
+        if not _adoptable(root):
+            raise RunDirError(
+                f"{root} is not an eeve run directory (no {MARKER} file) and holds other files; eeve writes only "
+                f"into its own run directories. Choose a new or empty folder with --run-dir.")
+        atomic.write_json(root / MARKER, {"eeve_run_directory": 1, "profile": profile,
+                                          "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    except OSError as e:
+        raise _unusable(root, e) from None
+
+
+def _remove(path: Path) -> None:
+    """Remove ``path``; a symbolic link is removed itself, never what it points to."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)
+
+
+def empty(root: Path) -> int:
+    """Remove everything in the run directory ``root`` except its marker and lock; return how many entries."""
+    if not is_run_dir(root):  # checked again here: nothing without a marker is ever removed
+        raise RunDirError(f"{root} has no {MARKER} file; not removing anything in it.")
+    removed = 0
+    for p in list(root.iterdir()):
+        if p.name not in (MARKER, LOCK):
+            _remove(p)
+            removed += 1
+    return removed
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Remove ``.*.tmp*`` and ``.*.old`` leftovers of killed runs under ``root``, not following links."""
+    count = 0
+    for folder, dirs, files in os.walk(root):  # os.walk does not descend into linked folders
+        for name in [d for d in dirs if _is_temporary(d)]:
+            _remove(Path(folder) / name)
+            dirs.remove(name)
+            count += 1
+        for name in files:
+            if _is_temporary(name):
+                (Path(folder) / name).unlink(missing_ok=True)
+                count += 1
+    return count
+
+
+def _holder(lock_file) -> str:
+    lock_file.seek(0)
+    pid = lock_file.read().strip()
+    return f"PID {pid}" if pid.isdigit() else "a process that has not written its PID yet"
+
+
+@contextlib.contextmanager
+def claim(root: str | os.PathLike, profile: str, *, fresh: bool = False) -> Iterator[Path]:
+    """Hold ``root`` as this process's run directory for the block: create or adopt it, lock it,
+    empty it first if ``fresh``, and remove stale temporaries. Raises :class:`RunDirError` if it is
+    not (and cannot become) a run directory, cannot be written, or another run holds it."""
+    root = Path(root)
+    _ensure(root, profile, fresh)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no flock, no lock
+        fcntl = None
+    try:
+        lock_file = open(root / LOCK, "a+", encoding="utf-8")
+    except OSError as e:
+        raise _unusable(root, e) from None
+    with lock_file:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirError(
+                    f"{root} is in use by another eeve run ({_holder(lock_file)}). Wait for it to finish or stop "
+                    f"it, or use another --run-dir.") from None
+        try:
+            # The lock is ours (a dead holder's flock is gone with its process): record who holds it.
+            lock_file.seek(0)
+            lock_file.truncate()
+            lock_file.write(f"{os.getpid()}\n")
+            lock_file.flush()
+            if fresh:
+                empty(root)
+            remove_stale_temporaries(root)
+            yield root
+        finally:
+            with contextlib.suppress(OSError):
+                lock_file.seek(0)
+                lock_file.truncate()
+            if fcntl is not None:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
