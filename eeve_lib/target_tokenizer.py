@@ -10,6 +10,12 @@ k pieces needs k-1 merges, and the k-2 partial results are *support* tokens (oft
 bytes of a Hangul syllable, shared by 64 syllables). Base ids are unchanged; new ids continue after
 the base tokenizer's last id. Shown in chapters 01 and 02.
 
+No new merge fires on text without Hangul: every new merge's result holds bytes that occur only
+in text containing Hangul (:func:`eeve_lib.candidates.only_in_hangul_text`), so text without
+Hangul is segmented by the base merges alone and gets exactly the base ids (after NFC). The merges
+of a candidate therefore start at its first Hangul bytes, not at a Latin prefix (`` UAE와``), and
+the build checks the rule (:func:`check_new_merges_need_hangul`). Chapter 02 explains the choice.
+
 The added-special-token alternative (``tokenizer.add_tokens``), which bypasses the BPE model and
 matches inside words, is :func:`added_tokens_tokenizer`, used only as a comparison in chapter 02.
 """
@@ -20,6 +26,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from .candidates import only_in_hangul_text, token_bytes, token_text
 from .errors import TokenizerError
 from .intermediate_tokenizer import check_supported, with_nfc
 
@@ -47,6 +54,56 @@ def bpe_segment(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
     return parts
 
 
+def merge_needs_hangul(pair: tuple[str, str]) -> bool:
+    """Whether the merge ``pair`` can only fire on text that contains Hangul (its result's bytes say so)."""
+    return only_in_hangul_text(token_bytes(pair[0] + pair[1]))
+
+
+def hangul_anchored_merges(pieces: Sequence[str]) -> list[tuple[str, str]] | None:
+    """Merges that join ``pieces`` into one token, each firing only on text with Hangul; None if impossible.
+
+    The first merge is the leftmost pair whose result needs Hangul (" 대" starts with "Ġ"+"ë",
+    since every character beginning with byte EB is Hangul; " 가" with "ê"+"°", since EA alone
+    also begins Yi and Latin Extended-D). The piece it makes holds Hangul bytes, so it then
+    absorbs its left neighbours one by one, then its right ones: for pure Hangul this is the
+    left-to-right chain, and a Latin prefix (" UAE" of " UAE와") is joined last, never merged on
+    its own. None when no pair needs Hangul (e.g. "ㄷㄷ", whose bytes E3 84 also begin Bopomofo).
+    """
+    parts = list(pieces)
+    start = next((i for i in range(len(parts) - 1) if merge_needs_hangul((parts[i], parts[i + 1]))), None)
+    if start is None:
+        return None if len(parts) > 1 else []
+    plan = [(parts[start], parts[start + 1])]
+    anchor = parts[start] + parts[start + 1]
+    for piece in reversed(parts[:start]):
+        plan.append((piece, anchor))
+        anchor = piece + anchor
+    for piece in parts[start + 2:]:
+        plan.append((anchor, piece))
+        anchor += piece
+    return plan
+
+
+def left_to_right_merges(pieces: Sequence[str]) -> list[tuple[str, str]]:
+    """The chain ((p1 p2) p3) ... that the build used before issue 11; chapter 02 compares it.
+
+    Its first merges join a Latin prefix on its own (" U" + "AE" for " UAE와"), so they fire on
+    English; :func:`build_target_tokenizer` refuses it unless ``require_hangul=False``.
+    """
+    return [("".join(pieces[:i + 1]), pieces[i + 1]) for i in range(len(pieces) - 1)]
+
+
+def check_new_merges_need_hangul(new_merges: Sequence[tuple[str, str]]) -> None:
+    """Raise :class:`TokenizerError` naming the first new merge that could fire on text without Hangul."""
+    for pair in new_merges:
+        if not merge_needs_hangul(pair):
+            result = token_bytes(pair[0] + pair[1])
+            raise TokenizerError(
+                f"The new merge {pair[0]!r} + {pair[1]!r} (bytes {result.hex(' ')}, text "
+                f"{token_text(pair[0] + pair[1])!r}) could fire on text without Hangul, which must keep the base "
+                f"tokenizer's ids. Every new merge's result must hold bytes found only in Hangul text.")
+
+
 @dataclass
 class TargetTokenizer:
     """The extended tokenizer and what was added to it."""
@@ -56,6 +113,8 @@ class TargetTokenizer:
     new_tokens: list[str]  # the candidates, byte-level spelling, in id order
     support_tokens: list[str] = field(default_factory=list)  # partial results their merges need
     merges_added: int = 0
+    # candidates no merge chain can build without a merge that fires on text without Hangul
+    unbuildable: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -71,11 +130,16 @@ def _base_size(spec: dict) -> int:
     return max(ids) + 1
 
 
-def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetTokenizer:
+def build_target_tokenizer(base_tokenizer, candidates: Sequence[str], merge_chain=hangul_anchored_merges,
+                           require_hangul: bool = True) -> TargetTokenizer:
     """Extend a byte-level BPE ``base_tokenizer`` with ``candidates`` (byte-level strings); chapter 01.
 
-    Candidates the base already has are ignored. Deterministic: the same candidates in the same
-    order give the same tokenizer, byte for byte.
+    Candidates the base already has are ignored; candidates that only a merge firing on text
+    without Hangul could build (see :func:`hangul_anchored_merges`) are left out and listed in
+    ``unbuildable``. Deterministic: the same candidates in the same order give the same
+    tokenizer, byte for byte. Raises :class:`TokenizerError` if a new merge could fire on text
+    without Hangul. ``merge_chain`` and ``require_hangul=False`` exist for chapter 02's comparison
+    with :func:`left_to_right_merges`.
     """
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
@@ -84,13 +148,14 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
     model = spec["model"]
     vocab: dict[str, int] = dict(model["vocab"])
     merges = _merge_pairs(model)
+    base_merges = len(merges)
     ranks = {pair: i for i, pair in enumerate(merges)}
     next_id = _base_size(spec)
     base_size = next_id
     order = {t: i for i, t in enumerate(candidates)}
     wanted = sorted((t for t in dict.fromkeys(candidates) if t not in vocab), key=lambda t: (len(t), order[t]))
     wanted_set = set(wanted)
-    new_tokens, support = [], []
+    new_tokens, support, unbuildable = [], [], []
 
     def add_merge(pair: tuple[str, str]) -> str:
         """Append the merge ``pair`` (and its result to the vocabulary if new); return the result."""
@@ -109,10 +174,16 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
         if token in vocab:  # created earlier as a support token: it is a candidate after all
             continue
         pieces = bpe_segment(token, ranks)
-        # Left to right: ((p1 p2) p3) ... so partial syllables share their first bytes.
-        left = pieces[0]
-        for piece in pieces[1:]:
-            left = add_merge((left, piece))
+        while len(pieces) > 1:  # once, unless an earlier merge of the new pieces outranks the plan
+            plan = merge_chain(pieces)
+            if plan is None:
+                unbuildable.append(token)
+                break
+            for pair in plan:
+                add_merge(pair)
+            pieces = bpe_segment(token, ranks)
+    if require_hangul:
+        check_new_merges_need_hangul(merges[base_merges:])
 
     # Added tokens (phi-2's whitespace runs) keep their ids only if the model vocabulary lists them:
     # otherwise `tokenizers` renumbers them after the largest model id when loading. Their raw
@@ -130,7 +201,7 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
         raise TokenizerError(f"Internal error: added tokens {moved[:3]!r} changed ids in the extended tokenizer.")
     new_tokens.sort(key=vocab.__getitem__)
     support.sort(key=vocab.__getitem__)
-    return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - len(_merge_pairs(model)))
+    return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - base_merges, unbuildable)
 
 
 def _special_tokens(tokenizer) -> dict:
