@@ -13,11 +13,15 @@ from typing import Iterable
 from .families import family_of
 
 
+# The Unicode blocks of Hangul, as closed code point ranges: Jamo, Compatibility Jamo (the ㅋㅋ of
+# informal text), Jamo Extended-A, and Syllables (AC00-D7AF) followed by Jamo Extended-B (D7B0-D7FF).
+HANGUL_RANGES = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7FF))
+
+
 def is_hangul(char: str) -> bool:
-    """Hangul syllables, jamo and compatibility jamo (the ㅋㅋ of informal text)."""
+    """A character of one of the Hangul blocks (syllables, jamo, compatibility jamo)."""
     o = ord(char)
-    return 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F or 0xA960 <= o <= 0xA97F \
-        or 0xD7B0 <= o <= 0xD7FF
+    return any(lo <= o <= hi for lo, hi in HANGUL_RANGES)
 
 
 def contains_hangul(text: str) -> bool:
@@ -56,4 +60,4 @@ def extract_candidates(intermediate, base) -> list[str]:
     return out
 
 
-__all__ = ["extract_candidates", "is_hangul", "contains_hangul", "hangul_share"]
+__all__ = ["extract_candidates", "is_hangul", "contains_hangul", "hangul_share", "HANGUL_RANGES"]

@@ -10,6 +10,13 @@ k pieces needs k-1 merges, and the k-2 partial results are *support* tokens (oft
 bytes of a Hangul syllable, shared by 64 syllables). Base ids are unchanged; new ids continue after
 the base tokenizer's last id. Shown in chapter 02.
 
+No new merge fires on text without Hangul: every new merge's result is a piece that occurs only
+in text containing Hangul (the family decides: for byte-level BPE, bytes found only in Hangul
+text), so text without Hangul is segmented by the base merges alone and gets exactly the base ids
+(after NFC). The merges of a candidate therefore start at its first Hangul piece, not at a Latin
+prefix (`` UAE와``), and the build checks the rule (:func:`check_new_merges_need_hangul`).
+Chapter 02 explains the choice.
+
 The added-special-token alternative (``tokenizer.add_tokens``), which bypasses the BPE model and
 matches inside words, is :func:`added_tokens_tokenizer`, used only as a comparison in chapter 02.
 """
@@ -18,10 +25,60 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import TokenizerError
-from .families import family_of, merge_pairs, tokenizer_json
+from .families import TokenizerFamily, family_of, merge_pairs, tokenizer_json
+
+MergeChain = Callable[[Sequence[str], Callable[[str], bool]], "list[tuple[str, str]] | None"]
+
+
+def hangul_anchored_merges(pieces: Sequence[str], needs_hangul: Callable[[str], bool]
+                           ) -> list[tuple[str, str]] | None:
+    """Merges that join ``pieces`` into one token, each firing only on text with Hangul; None if impossible.
+
+    ``needs_hangul(piece)`` says whether a piece occurs only in text with Hangul (the family's
+    ``piece_needs_hangul``). The first merge is the leftmost pair whose result needs Hangul
+    (" 대" starts with "Ġ"+"ë", since every character beginning with byte EB is Hangul; " 가"
+    with "ê"+"°", since EA alone also begins Yi and Latin Extended-D). The piece it makes holds
+    Hangul, so it then absorbs its left neighbours one by one, then its right ones: for pure
+    Hangul this is the left-to-right chain, and a Latin prefix (" UAE" of " UAE와") is joined
+    last, never merged on its own. None when no pair needs Hangul (e.g. "ㄷㄷ", whose bytes
+    E3 84 also begin Bopomofo).
+    """
+    parts = list(pieces)
+    start = next((i for i in range(len(parts) - 1) if needs_hangul(parts[i] + parts[i + 1])), None)
+    if start is None:
+        return None if len(parts) > 1 else []
+    plan = [(parts[start], parts[start + 1])]
+    anchor = parts[start] + parts[start + 1]
+    for piece in reversed(parts[:start]):
+        plan.append((piece, anchor))
+        anchor = piece + anchor
+    for piece in parts[start + 2:]:
+        plan.append((anchor, piece))
+        anchor += piece
+    return plan
+
+
+def left_to_right_merges(pieces: Sequence[str], needs_hangul: Callable[[str], bool] | None = None
+                         ) -> list[tuple[str, str]]:
+    """The chain ((p1 p2) p3) ... that the build used before issue 11; chapter 02 compares it.
+
+    Its first merges join a Latin prefix on its own (" U" + "AE" for " UAE와"), so they fire on
+    English; :func:`build_target_tokenizer` refuses it unless ``require_hangul=False``.
+    """
+    return [("".join(pieces[:i + 1]), pieces[i + 1]) for i in range(len(pieces) - 1)]
+
+
+def check_new_merges_need_hangul(new_merges: Sequence[tuple[str, str]], family: TokenizerFamily) -> None:
+    """Raise :class:`TokenizerError` naming the first new merge that could fire on text without Hangul."""
+    for a, b in new_merges:
+        if not family.piece_needs_hangul(a + b):
+            raise TokenizerError(
+                f"The new merge {a!r} + {b!r} ({family.describe_piece(a + b)}) could fire on text without "
+                f"Hangul, which must keep the base tokenizer's ids. Every new merge's result must occur only "
+                f"in text with Hangul.")
 
 
 @dataclass
@@ -33,6 +90,8 @@ class TargetTokenizer:
     new_tokens: list[str]  # the candidates, in the family's spelling, in id order
     support_tokens: list[str] = field(default_factory=list)  # partial results their merges need
     merges_added: int = 0
+    # candidates no merge chain can build without a merge that fires on text without Hangul
+    unbuildable: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -48,11 +107,16 @@ def _base_size(spec: dict) -> int:
     return max(ids) + 1
 
 
-def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetTokenizer:
+def build_target_tokenizer(base_tokenizer, candidates: Sequence[str], merge_chain: MergeChain = hangul_anchored_merges,
+                           require_hangul: bool = True) -> TargetTokenizer:
     """Extend ``base_tokenizer`` with ``candidates`` (spelled as its family spells pieces); chapter 02.
 
-    Candidates the base already has are ignored. Deterministic: the same candidates in the same
-    order give the same tokenizer, byte for byte.
+    Candidates the base already has are ignored; candidates that only a merge firing on text
+    without Hangul could build (see :func:`hangul_anchored_merges`) are left out and listed in
+    ``unbuildable``. Deterministic: the same candidates in the same order give the same
+    tokenizer, byte for byte. Raises :class:`TokenizerError` if a new merge could fire on text
+    without Hangul. ``merge_chain`` and ``require_hangul=False`` exist for chapter 02's comparison
+    with :func:`left_to_right_merges`.
     """
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
@@ -62,13 +126,14 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
     model = spec["model"]
     vocab: dict[str, int] = dict(model["vocab"])
     merges = merge_pairs(model)
+    base_merges = len(merges)
     ranks = {pair: i for i, pair in enumerate(merges)}
     next_id = _base_size(spec)
     base_size = next_id
     order = {t: i for i, t in enumerate(candidates)}
     wanted = sorted((t for t in dict.fromkeys(candidates) if t not in vocab), key=lambda t: (len(t), order[t]))
     wanted_set = set(wanted)
-    new_tokens, support = [], []
+    new_tokens, support, unbuildable = [], [], []
 
     def add_merge(pair: tuple[str, str]) -> str:
         """Append the merge ``pair`` (and its result to the vocabulary if new); return the result."""
@@ -87,10 +152,16 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
         if token in vocab:  # created earlier as a support token: it is a candidate after all
             continue
         pieces = family.segment(token, ranks)
-        # Left to right: ((p1 p2) p3) ... so partial syllables share their first bytes.
-        left = pieces[0]
-        for piece in pieces[1:]:
-            left = add_merge((left, piece))
+        while len(pieces) > 1:  # once, unless an earlier merge of the new pieces outranks the plan
+            plan = merge_chain(pieces, family.piece_needs_hangul)
+            if plan is None:
+                unbuildable.append(token)
+                break
+            for pair in plan:
+                add_merge(pair)
+            pieces = family.segment(token, ranks)
+    if require_hangul:
+        check_new_merges_need_hangul(merges[base_merges:], family)
 
     extended = family.extended_spec(spec, vocab, merges)
     backend = Tokenizer.from_str(json.dumps(extended, ensure_ascii=False))
@@ -100,7 +171,7 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
         raise TokenizerError(f"Internal error: added tokens {moved[:3]!r} changed ids in the extended tokenizer.")
     new_tokens.sort(key=vocab.__getitem__)
     support.sort(key=vocab.__getitem__)
-    return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - len(merge_pairs(model)))
+    return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - base_merges, unbuildable)
 
 
 def _special_tokens(tokenizer) -> dict:

@@ -100,6 +100,15 @@ class TokenizerFamily(ABC):
     def token_text(self, token: str) -> str | None:
         """The text a piece stands for, or None when it is not whole UTF-8 text."""
 
+    @abstractmethod
+    def piece_needs_hangul(self, piece: str) -> bool:
+        """Whether ``piece`` can occur only in text that contains Hangul (then a merge making it
+        never fires on text without Hangul)."""
+
+    def describe_piece(self, piece: str) -> str:
+        """How an error message shows a piece."""
+        return repr(self.token_text(piece))
+
     # -- training (step 1, and the tiny profiles' own base tokenizer) ---------------------------
     @abstractmethod
     def train_base_tokenizer(self, texts: Sequence[str], vocab_size: int, added_tokens: int = 0,

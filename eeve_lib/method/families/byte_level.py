@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import TokenizerError
+from ..candidates import HANGUL_RANGES, is_hangul
 from . import TokenizerFamily, contains_type, with_nfc
 
 END_OF_TEXT = "<|endoftext|>"
@@ -64,6 +65,68 @@ def token_text(token: str) -> str | None:
         return token_bytes(token).decode("utf-8")
     except (UnicodeDecodeError, KeyError):
         return None
+
+
+def _utf8_length(first: int) -> int:
+    """Bytes of the UTF-8 sequence that byte ``first`` starts; 0 for a continuation or invalid byte."""
+    if first < 0x80:
+        return 1
+    if 0xC2 <= first <= 0xDF:
+        return 2
+    if 0xE0 <= first <= 0xEF:
+        return 3
+    if 0xF0 <= first <= 0xF4:
+        return 4
+    return 0
+
+
+def _completes_only_to_hangul(prefix: bytes) -> bool:
+    """Whether every valid character whose UTF-8 encoding starts with ``prefix`` is Hangul.
+
+    ``prefix`` is a lead byte plus fewer continuation bytes than the character needs: EB alone
+    (U+B000-BFFF) or EA B0 (U+AC00-AC3F) can only become Hangul syllables, EA alone (U+A000-AFFF,
+    Yi and Latin Extended-D too) or E3 84 (U+3100-313F, Bopomofo too) cannot.
+    """
+    size = _utf8_length(prefix[0])
+    if not all(0x80 <= b <= 0xBF for b in prefix[1:]):
+        return False
+    value = prefix[0] & (0x7F >> size)
+    for b in prefix[1:]:
+        value = value << 6 | (b & 0x3F)
+    missing_bits = 6 * (size - len(prefix))
+    lo, hi = value << missing_bits, (value << missing_bits) | ((1 << missing_bits) - 1)
+    lo, hi = max(lo, {2: 0x80, 3: 0x800, 4: 0x10000}[size]), min(hi, 0x10FFFF)  # no overlong forms
+    # Surrogates (U+D800-DFFF) are not characters: only what is left of [lo, hi] around them counts.
+    parts = [(a, b) for a, b in ((lo, min(hi, 0xD7FF)), (max(lo, 0xE000), hi)) if a <= b]
+    return bool(parts) and all(any(r_lo <= a and b <= r_hi for r_lo, r_hi in HANGUL_RANGES) for a, b in parts)
+
+
+def only_in_hangul_text(data: bytes) -> bool:
+    """Whether the bytes ``data`` can occur in UTF-8 text only where that text contains Hangul.
+
+    True when ``data`` holds the whole encoding of a Hangul character, or ends with the start
+    of a character that can only be Hangul (:func:`_completes_only_to_hangul`). Continuation
+    bytes at the start (the tail of a character that began earlier) prove nothing and are
+    skipped. A BPE merge fires only where its result's bytes occur in a pre-token, so a merge
+    whose result passes this test never fires on text without Hangul (chapter 02).
+    """
+    i = 0
+    while i < len(data) and 0x80 <= data[i] <= 0xBF:
+        i += 1
+    while i < len(data):
+        size = _utf8_length(data[i])
+        if size == 0:
+            return False  # bytes that valid UTF-8 never contains
+        chunk = data[i:i + size]
+        if len(chunk) < size:
+            return _completes_only_to_hangul(chunk)
+        try:
+            if is_hangul(chunk.decode("utf-8")):
+                return True
+        except UnicodeDecodeError:
+            return False
+        i += size
+    return False
 
 
 def phi2_style_added_tokens(n: int) -> list[str]:
@@ -124,6 +187,12 @@ class ByteLevelBPE(TokenizerFamily):
 
     def token_text(self, token: str) -> str | None:
         return token_text(token)
+
+    def piece_needs_hangul(self, piece: str) -> bool:
+        return only_in_hangul_text(token_bytes(piece))
+
+    def describe_piece(self, piece: str) -> str:
+        return f"bytes {token_bytes(piece).hex(' ')}, text {token_text(piece)!r}"
 
     def train_base_tokenizer(self, texts, vocab_size: int, added_tokens: int = 0, min_frequency: int = 2):
         return train_byte_level_bpe(texts, vocab_size, added_tokens, min_frequency)
@@ -217,4 +286,5 @@ class ByteLevelBPE(TokenizerFamily):
 
 
 __all__ = ["ByteLevelBPE", "byte_to_char", "to_byte_level", "token_bytes", "token_text", "train_byte_level_bpe",
+           "only_in_hangul_text",
            "phi2_style_added_tokens", "GPT2_PATTERN", "END_OF_TEXT"]
