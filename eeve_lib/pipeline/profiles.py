@@ -105,6 +105,17 @@ class TrainingSettings:
     validation_windows: int = 16
     validation_points_per_stage: int = 4
     log_every: int = 1
+    # Several processes (accelerate launch): 'ddp' keeps the whole model on each, 'fsdp' shards it
+    # (FSDP2). An accelerate launch config with distributed_type FSDP also selects 'fsdp'. Not part
+    # of a stage's cache key: like the number of processes, it changes how, not what, a stage trains.
+    parallelism: Literal["ddp", "fsdp"] = "ddp"
+    # Stage 6: 'full' trains every parameter (the paper); 'lora' trains adapters on the transformer's
+    # linear layers (and every embedding row, as the full stage); 'qlora' also keeps those layers in
+    # 4 bits (bitsandbytes, CUDA only). The adapters are merged into the weights at the end of the stage.
+    stage6: Literal["full", "lora", "qlora"] = "full"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,8 @@ class AblationSettings:
     enabled: bool = True
     schedules: list[str] = field(default_factory=lambda: ["full_finetune", "embeddings_only"])
     inits: list[str] = field(default_factory=lambda: ["mean_resizing", "random"])
+    # The seven stages with stage 6 trained another way (training.stage6), e.g. [lora].
+    stage6: list[Literal["full", "lora", "qlora"]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -266,6 +279,8 @@ def _check_consistency(p: Profile) -> None:
         raise ProfileError("base_model: source 'hub' needs 'hub_id' and a pinned 'revision'.")
     if bm.source == "local" and not bm.local_path:
         raise ProfileError("base_model: source 'local' needs 'local_path'.")
+    if p.training.lora_rank < 1 or p.training.lora_alpha <= 0 or not 0 <= p.training.lora_dropout < 1:
+        raise ProfileError("training: lora_rank must be at least 1, lora_alpha positive, lora_dropout in [0, 1).")
 
 
 def load_profile(name: str | Profile, overrides: Mapping[str, Any] | None = None) -> Profile:
