@@ -17,7 +17,7 @@ save = training._save_checkpoint
 
 def save_then_die(path, key, state):
     save(path, key, state)
-    if path.parent.name == f"stage{stage}" and state.step >= step:
+    if state.log["stage"] == stage and state.step >= step:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -29,6 +29,7 @@ import pytest
 import torch
 
 from eeve_lib.method.stages import STAGES
+from eeve_lib.pipeline.paths import run_paths
 from eeve_lib.pipeline.profiles import load_profile
 from eeve_lib.pipeline.training import initialise_extended_model, run_schedule
 from tests.conftest import MICRO, ROOT
@@ -85,6 +86,10 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
     return out
 
 
+def checkpoint(run_dir: Path, stage: int) -> Path:
+    return run_paths(load_profile("tiny", DIST), run_dir).checkpoint(stage)
+
+
 def stage_logs(run_dir: Path) -> dict[int, dict]:
     return {b["stage"]: json.loads((run_dir / "train" / f"stage{b['stage']}.json").read_text()) for b in SCHEDULE}
 
@@ -134,8 +139,7 @@ def one_process(micro_expanded, tmp_path_factory):
 def test_data_parallel_killed_on_two_processes_resumes_on_one(micro_expanded, one_process, tmp_path):
     run_dir = copy_inputs(micro_expanded, tmp_path / "ddp")
     out = killed(launch("ddp.yaml", run_dir, DIST, kill_after="6:4"))
-    checkpoint = run_dir / "train" / "stage6" / "checkpoint.pt"
-    assert checkpoint.exists(), f"no stage-6 checkpoint before the run ended:\n{out[-3000:]}"
+    assert checkpoint(run_dir, 6).exists(), f"no stage-6 checkpoint before the run ended:\n{out[-3000:]}"
     assert not (run_dir / "model").exists()
     logs = {n: json.loads((run_dir / "train" / f"stage{n}.json").read_text()) for n in (1, 2)}
     for n, log in logs.items():  # the logged loss is the whole global batch's
@@ -144,7 +148,7 @@ def test_data_parallel_killed_on_two_processes_resumes_on_one(micro_expanded, on
 
     result = run_schedule(load_profile("tiny", DIST), run_dir, progress=False)  # one process
     assert {log.stage: log.resumed_from_step for log in result.logs}[6] == 4
-    assert not checkpoint.exists()
+    assert not checkpoint(run_dir, 6).exists()
     assert_matches_reference(run_dir, one_process["stages"], one_process["initial"], one_process["n_base"],
                              one_process["end"])
 
@@ -167,7 +171,7 @@ def test_sharded_two_processes_resume_a_one_process_checkpoint(micro_expanded, o
     with pytest.raises(_Stop):
         run_schedule(load_profile("tiny", DIST), run_dir, progress=False)
     monkeypatch.undo()
-    assert (run_dir / "train" / "stage1" / "checkpoint.pt").exists() and not (run_dir / "stages").exists()
+    assert checkpoint(run_dir, 1).exists() and not (run_dir / "stages").exists()
 
     finish(launch("fsdp_1node.yaml", run_dir, DIST))
     logs = stage_logs(run_dir)
@@ -176,7 +180,7 @@ def test_sharded_two_processes_resume_a_one_process_checkpoint(micro_expanded, o
     for n in (2, 6):  # each process holds Adam state for half of what trains
         assert logs[n]["optimizer_state_bytes"] * 2 == pytest.approx(reference[n]["optimizer_state_bytes"], rel=0.01)
         assert logs[n]["losses"] == pytest.approx(reference[n]["losses"], rel=1e-5)
-    assert not list(run_dir.rglob("checkpoint.pt"))
+    assert not any(checkpoint(run_dir, b["stage"]).exists() for b in SCHEDULE)
     assert_matches_reference(run_dir, one_process["stages"], one_process["initial"], one_process["n_base"],
                              one_process["end"])
 
@@ -184,8 +188,7 @@ def test_sharded_two_processes_resume_a_one_process_checkpoint(micro_expanded, o
 def test_sharded_killed_on_two_processes_resumes_on_one(micro_expanded, one_process, tmp_path):
     run_dir = copy_inputs(micro_expanded, tmp_path / "fsdp-killed")
     out = killed(launch("fsdp_1node.yaml", run_dir, DIST, kill_after="6:4"))
-    checkpoint = run_dir / "train" / "stage6" / "checkpoint.pt"
-    assert checkpoint.exists(), f"no stage-6 checkpoint before the run ended:\n{out[-3000:]}"
+    assert checkpoint(run_dir, 6).exists(), f"no stage-6 checkpoint before the run ended:\n{out[-3000:]}"
     assert not (run_dir / "model").exists()
     result = run_schedule(load_profile("tiny", DIST), run_dir, progress=False)  # one process
     assert {log.stage: log.resumed_from_step for log in result.logs}[6] == 4

@@ -22,15 +22,19 @@ EMB, HEAD, BIAS = "model.embed_tokens.weight", "lm_head.weight", "lm_head.bias"
 LINEARS = ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")
 
 
-def test_lora_stage6_changes_only_what_it_trains_and_saves_an_ordinary_model(micro_expanded, tmp_path):
+@pytest.fixture(scope="module")
+def lora_run(micro_expanded, tmp_path_factory):
+    """A LoRA stage 6 on one process, and the model it started from."""
     profile = load_profile("tiny", LORA)
-    run_dir = copy_inputs(micro_expanded, tmp_path / "run")
+    run_dir = copy_inputs(micro_expanded, tmp_path_factory.mktemp("lora"))
     model, _, _, ext = initialise_extended_model(profile, run_dir)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     log = run_schedule(profile, run_dir, progress=False).logs[0]
-    after = weights(run_dir / "model")
+    return {"run_dir": run_dir, "before": before, "log": log, "n": ext.base_size, "end": ext.target_size}
+
+
+def assert_only_trained_tensors_changed(before: dict, after: dict, n: int, end: int) -> None:
     assert set(after) == set(before), "the saved model has the original tensors only (no adapter)"
-    n, end = ext.base_size, ext.target_size
     for key in before:
         changed = not torch.equal(before[key], after[key])
         if key in (EMB, HEAD, BIAS):  # every real row trains, as in the full stage 6; padding rows never
@@ -41,6 +45,12 @@ def test_lora_stage6_changes_only_what_it_trains_and_saves_an_ordinary_model(mic
             assert changed, f"{key}: the merged adapter should have moved it"
         else:  # layer norms and the linear layers' biases do not train in a LoRA stage 6
             assert not changed, key
+
+
+def test_lora_stage6_changes_only_what_it_trains_and_saves_an_ordinary_model(lora_run):
+    before, log, run_dir = lora_run["before"], lora_run["log"], lora_run["run_dir"]
+    n, end = lora_run["n"], lora_run["end"]
+    assert_only_trained_tensors_changed(before, weights(run_dir / "model"), n, end)
     hidden, inter = before[EMB].shape[1], MICRO["base_model.architecture.intermediate_size"]
     layers = MICRO["base_model.architecture.num_hidden_layers"]
     per_layer = 4 * 4 * (hidden + hidden) + 4 * (hidden + inter) + 4 * (inter + hidden)  # rank 4: r (in + out)
@@ -68,6 +78,20 @@ def test_lora_stage6_changes_only_what_it_trains_and_saves_an_ordinary_model(mic
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.split()[-2:] == ["PhiForCausalLM", "[]"]
+
+
+@pytest.mark.slow
+def test_lora_stage6_sharded_on_two_processes_matches_one(lora_run, micro_expanded, tmp_path):
+    from tests.test_distributed import ATOL, RTOL, finish, launch
+
+    run_dir = copy_inputs(micro_expanded, tmp_path / "fsdp")
+    finish(launch("fsdp_1node.yaml", run_dir, LORA))
+    after, expected = weights(run_dir / "model"), weights(lora_run["run_dir"] / "model")
+    assert_only_trained_tensors_changed(lora_run["before"], after, lora_run["n"], lora_run["end"])
+    for key in expected:
+        assert torch.allclose(after[key], expected[key], rtol=RTOL, atol=ATOL), key
+    sharded = json.loads((run_dir / "train" / "stage6.json").read_text())
+    assert sharded["optimizer_state_bytes"] * 2 == pytest.approx(lora_run["log"].optimizer_state_bytes, rel=0.01)
 
 
 def test_qlora_on_the_cpu_is_a_clear_error(micro_expanded, tmp_path):
