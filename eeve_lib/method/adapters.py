@@ -117,6 +117,8 @@ def merge_adapters(model, adapters: Adapters) -> None:
             base.weight += delta.to(device=base.weight.device, dtype=base.weight.dtype)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, base)
+    if "peft_config" in vars(model):  # peft's note on the model that it carries adapters: it no longer does
+        del model.peft_config
 
 
 __all__ = ["Adapters", "ADAPTER", "adapter_targets", "add_adapters", "merge_adapters", "require_qlora_support"]
