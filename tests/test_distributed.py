@@ -81,7 +81,11 @@ def killed(proc: subprocess.Popen, timeout: float = 240) -> str:
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:  # a run that hangs leaves no process behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out[-4000:]
     return out
 
