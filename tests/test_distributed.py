@@ -83,9 +83,9 @@ def killed(proc: subprocess.Popen, timeout: float = 240) -> str:
 def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
     try:
         out, _ = proc.communicate(timeout=timeout)
-    finally:  # a run that hangs leaves no process behind
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    except subprocess.TimeoutExpired:  # a run that hangs leaves no process behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     assert proc.returncode == 0, out[-4000:]
     return out
 
