@@ -49,7 +49,7 @@ benchmarks: setup
 # Re-resolve the lock in a throw-away environment (needs the package registries).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet torch==2.13.0 -e ".[dev]"
+	.lock-venv/bin/python -m pip install --quiet torch==2.13.0 -e ".[dev,qlora]"
 	( sed -n '1,2p' $(LOCK); .lock-venv/bin/python -m pip freeze --exclude-editable \
 	  | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/' ) > $(LOCK).new && mv $(LOCK).new $(LOCK)
 	rm -rf .lock-venv

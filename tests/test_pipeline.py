@@ -49,7 +49,7 @@ def test_metrics_hold_every_model_and_korean_improves(micro_run):
     models = metrics["models"]
     expected = {"base", "final"} | {f"stage{n}" for n in STAGES} | {
         "ablation:schedule-full_finetune", "ablation:schedule-embeddings_only", "ablation:init-mean_resizing",
-        "ablation:init-random"}
+        "ablation:init-random", "ablation:stage6-lora"}
     assert expected <= set(models)
     for name, m in models.items():
         for language in ("korean", "english"):

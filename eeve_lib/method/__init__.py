@@ -17,6 +17,7 @@ step  what                                                        module
 8     biased sampling of windows with new tokens                  ``sampling``
 9     new embedding rows from their subword pieces                ``embedding_init``
 10    the seven stages, exact freezing, one stage's loop          ``stages``, ``row_split``, ``stage_loop``
+10    stage 6 as LoRA/QLoRA; a stage sharded over processes       ``adapters``, ``sharding``
 11    bits per character, generation cost, KoBEST                 ``evaluation``, ``kobest``
 ====  ==========================================================  =============================
 

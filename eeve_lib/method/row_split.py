@@ -128,11 +128,15 @@ def stage_optimizer(trainable: list[tuple[str, nn.Parameter]], learning_rate: fl
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of tensor state the optimizer holds (Adam: two moments per trainable element)."""
+    """Bytes of tensor state the optimizer holds (Adam: two moments per trainable element).
+
+    Sharded (FSDP), the bytes this process holds: its own share of each moment.
+    """
     total = 0
     for state in optimizer.state.values():
         for v in state.values():
             if torch.is_tensor(v) and v.dim() > 0:
+                v = v.to_local() if hasattr(v, "to_local") else v
                 total += v.numel() * v.element_size()
     return total
 

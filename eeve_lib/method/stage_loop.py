@@ -5,13 +5,21 @@ what trains, and runs :func:`train_step` on batches drawn up front (:mod:`.sampl
 has no dropout at tiny scale, and where it has (phi-2) the random state is seeded per stage and
 carried in the resume state, so a killed run resumes from its last checkpoint and, on the CPU,
 ends bit-identical to an uninterrupted run. The loop is pure: the pipeline hands it the state to
-resume from and a callback that stores checkpoints. Several GPUs: the loop runs through
-``accelerate`` (see "Run the full-scale version"). Shown in chapter 04.
+resume from and a callback that stores checkpoints.
+
+Several processes (``accelerate launch``, see "Run the full-scale version"): each process trains
+on its share of every batch. In data-parallel mode (``training.parallelism: ddp``, the default)
+accelerate wraps the model in DDP and every process holds all of it; in sharded mode
+(``training.parallelism: fsdp``, or an accelerate launch config with ``distributed_type: FSDP``)
+the loop trains a copy sharded with FSDP2 (:mod:`.sharding`). Either way checkpoints hold whole
+tensors, so a stage resumes on any number of processes. Stage 6 may train LoRA or QLoRA adapters
+instead of the transformer's weights (``training.stage6``, :mod:`.adapters`). Shown in chapter 04.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -19,7 +27,10 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
+from ..errors import TrainingError
 from ..runtime import seeded
+from . import adapters as lora
+from . import sharding
 from .embedding_init import Extension
 from .lm import causal_lm_loss, cosine_lr, mean_loss
 from .row_split import install_stage, merge_stage, optimizer_state_bytes, stage_optimizer
@@ -73,14 +84,26 @@ class ResumeState:
     rng: dict[str, Any]
 
 
+def parallelism(settings) -> str:
+    """``fsdp`` when the profile asks for it or an accelerate launch config with ``distributed_type:
+    FSDP`` started this process (accelerate then sets ``ACCELERATE_USE_FSDP``), else ``ddp``."""
+    launched_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    return "fsdp" if launched_fsdp or getattr(settings, "parallelism", "ddp") == "fsdp" else "ddp"
+
+
 def _accelerator(dtype: torch.dtype, device: torch.device):
     from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.utils import patch_environment
 
     # Under several processes a batch may hold no new token, leaving a trainable block without a
     # gradient in that step; DDP must tolerate it.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if dtype == torch.bfloat16 else "no",
-                       kwargs_handlers=[ddp])
+    # The loop shards the model itself (sharding.shard_copy), the same way on CPUs and GPUs; accelerate
+    # launches the processes and sets up the process group and the device. Its own FSDP plugin, which
+    # a launch config's `distributed_type: FSDP` switches on (and only on GPUs), stays off.
+    with patch_environment(accelerate_use_fsdp="false"):
+        return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if dtype == torch.bfloat16 else "no",
+                           kwargs_handlers=[ddp])
 
 
 def is_main_process() -> bool:
@@ -130,6 +153,12 @@ def body_parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
+def stage6_mode(settings, stage: Stage) -> str:
+    """``full``, ``lora`` or ``qlora``: how this stage trains the transformer (only stage 6 has a choice)."""
+    mode = getattr(settings, "stage6", "full")
+    return mode if stage.number == 6 and stage.transformer else "full"
+
+
 def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ext: Extension, *,
                 settings, seed: int, device: torch.device, dtype: torch.dtype,
                 resume: ResumeState | None = None, on_checkpoint: Callable[[ResumeState], None] | None = None,
@@ -146,30 +175,63 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
                                      hidden=model.get_input_embeddings().weight.shape[1],
                                      body_params=body_parameter_count(model),
                                      output_bias=model.get_output_embeddings().bias is not None)
-    trainable = install_stage(model, stage, ext)
-    optimizer = stage_optimizer(trainable, budget.learning_rate, settings.weight_decay)
+    mode = stage6_mode(settings, stage)
+    accelerator = _accelerator(dtype, device)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    sharded = parallelism(settings) == "fsdp" and world > 1
+    if mode == "qlora":
+        lora.require_qlora_support(device)
+        if sharded:
+            raise TrainingError("training.stage6: qlora is not wired for sharding; use training.stage6: lora with "
+                                "FSDP, or qlora with data parallelism (its 4-bit model fits one GPU).")
+    adapters = None
+    if mode == "full":
+        trainable = install_stage(model, stage, ext)
+    else:
+        # LoRA stage 6: the embedding rows train as in the full stage, the transformer through adapters.
+        trainable = install_stage(model, Stage(stage.number, stage.name, stage.input_rows, stage.output_rows, False),
+                                  ext)
+        adapters, adapter_params = lora.add_adapters(
+            model, rank=settings.lora_rank, alpha=settings.lora_alpha, dropout=settings.lora_dropout,
+            seed=seed * 1000 + stage.number, quantize=mode == "qlora", compute_dtype=dtype)
+        trainable += adapter_params
+        log.trainable["transformer"] = adapters.parameter_count(model)
+        log.trainable["total"] = sum(v for k, v in log.trainable.items() if k != "total")
     start, rng_state = 0, None
     if resume is not None:
         with torch.no_grad():
             for name, p in trainable:
                 p.copy_(resume.trainable[name])
-        optimizer.load_state_dict(resume.optimizer)
         start, rng_state = resume.step, resume.rng
         saved = StageLog(**resume.log)
         log.losses, log.validation, log.resumed_from_step = saved.losses[:start], saved.validation, start
+    if sharded:
+        # The host model stays whole on the CPU; a sharded copy trains (see eeve_lib.method.sharding).
+        mesh = sharding.device_mesh(accelerator.device, world)
+        train_model = sharding.shard_copy(model, mesh, param_dtype=dtype if dtype != torch.float32 else None,
+                                          reshard_after_forward=_reshard_after_forward())
+        fqn = {id(p): n for n, p in model.named_parameters()}
+        shards = dict(train_model.named_parameters())
+        train_params = [(name, shards[fqn[id(p)]]) for name, p in trainable]
+        optimizer = stage_optimizer(train_params, budget.learning_rate, settings.weight_decay)
+        if resume is not None:
+            optimizer.load_state_dict(sharding.sharded_optimizer_state(resume.optimizer, _optimizer_params(optimizer)))
+    else:
+        optimizer = stage_optimizer(trainable, budget.learning_rate, settings.weight_decay)
+        if resume is not None:
+            optimizer.load_state_dict(resume.optimizer)
+        model.to(accelerator.device)
+        train_model, optimizer = accelerator.prepare(model, optimizer)
+        train_params = trainable
     batches = sample_batches(data, steps, settings.batch_size, seed * 1000 + stage.number)
     log.new_token_share_seen = float(data.new_share[batches].mean())
     warmup = int(settings.warmup_fraction * steps)
-    accelerator = _accelerator(dtype, device)
-    model.to(accelerator.device)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    rank, world = accelerator.process_index, accelerator.num_processes
     points = max(1, settings.validation_points_per_stage)
     eval_points = {max(1, steps * k // points) for k in range(1, points + 1)}
     started = time.time()
     bar = tqdm(range(start, steps), desc=f"stage {stage.number}: {stage.name}", disable=not progress,
                initial=start, total=steps)
-    model.train()
+    train_model.train()
     # Dropout (phi-2 has some) draws from the global RNG: seed it per stage inside a fork, so the
     # caller's random state is untouched, and checkpoint it, so a resumed run draws the same masks.
     with seeded(seed * 1000 + stage.number):
@@ -181,37 +243,73 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, steps, budget.learning_rate, warmup)
             batch = data.windows[batches[step][rank::world]].to(accelerator.device)
-            loss = train_step(model, batch, optimizer, [p for _, p in trainable], vocab_limit=ext.target_size,
-                              grad_clip=settings.grad_clip, accelerator=accelerator)
+            if sharded:  # FSDP averages the gradients; clipping sees the sharded gradients' global norm
+                loss = train_step(train_model, batch, optimizer, [p for _, p in train_params],
+                                  vocab_limit=ext.target_size, grad_clip=settings.grad_clip,
+                                  autocast=accelerator.autocast)
+            else:
+                loss = train_step(train_model, batch, optimizer, [p for _, p in train_params],
+                                  vocab_limit=ext.target_size, grad_clip=settings.grad_clip, accelerator=accelerator)
+            if world > 1:  # the loss of the whole global batch, as one process would log it
+                loss = accelerator.reduce(loss, reduction="mean")
             if step == start:
                 log.optimizer_state_bytes = optimizer_state_bytes(getattr(optimizer, "optimizer", optimizer))
             log.losses.append(float(loss))
             bar.set_postfix(loss=f"{log.losses[-1]:.3f}")
             if validation is not None and (step + 1) in eval_points:
-                ko, en = validation.score(accelerator.unwrap_model(model), ext.target_size)
+                scored = train_model if sharded else accelerator.unwrap_model(train_model)
+                ko, en = validation.score(scored, ext.target_size)
                 log.validation["step"].append(step + 1)
                 log.validation["korean"].append(ko)
                 log.validation["english"].append(en)
-                model.train()
+                train_model.train()
             if on_checkpoint is not None and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 \
-                    and step + 1 < steps and accelerator.is_main_process:
-                on_checkpoint(_resume_state(step + 1, trainable, optimizer, log))
+                    and step + 1 < steps:
+                if sharded:  # gathering is collective: every process takes part, the main one stores
+                    state = _resume_state(step + 1, train_params, optimizer, log, gather=True)
+                    if accelerator.is_main_process:
+                        on_checkpoint(state)
+                elif accelerator.is_main_process:
+                    on_checkpoint(_resume_state(step + 1, train_params, optimizer, log))
     bar.close()
     ran = steps - start
     log.seconds_per_step = (time.time() - started) / ran if ran else 0.0
-    model = accelerator.unwrap_model(model)
+    if sharded:
+        # Only the trainable tensors come back into the host model: its frozen ones never left it.
+        with torch.no_grad():
+            for (_, host), (_, shard) in zip(trainable, train_params):
+                host.copy_(sharding.gather(shard.detach()).to(host.device))
+        del train_model, train_params, optimizer
+    else:
+        model = accelerator.unwrap_model(train_model)
     accelerator.free_memory()  # drop accelerate's references to this stage's optimizer
+    if adapters is not None:
+        lora.merge_adapters(model, adapters)
     merge_stage(model)
     model.eval()
     return log
 
 
-def _resume_state(step: int, trainable, optimizer, log: StageLog) -> ResumeState:
+def _reshard_after_forward() -> bool:
+    """Accelerate's launch config says (``fsdp_reshard_after_forward``); default: free gathered blocks after use."""
+    return os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() not in ("false", "no_shard", "0")
+
+
+def _optimizer_params(optimizer) -> list:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _resume_state(step: int, trainable, optimizer, log: StageLog, gather: bool = False) -> ResumeState:
+    """What a checkpoint stores: whole trainable tensors and a whole optimizer state, in one process's
+    layout whatever the number of processes (``gather`` collects FSDP shards: every process calls it)."""
     opt = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
     rng = {"cpu": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    if gather:
+        tensors = {n: sharding.gather(p.detach()).cpu() for n, p in trainable}
+        return ResumeState(step, tensors, sharding.full_optimizer_state(opt.state_dict()), log.as_dict(), rng)
     return ResumeState(step, {n: p.detach().cpu() for n, p in trainable}, opt.state_dict(), log.as_dict(), rng)
 
 
 __all__ = ["StageLog", "Validation", "ResumeState", "train_step", "train_stage", "body_parameter_count",
-           "is_main_process", "wait_for_everyone"]
+           "is_main_process", "wait_for_everyone", "parallelism", "stage6_mode"]

@@ -184,6 +184,17 @@ class TrainingSettings:
     validation_windows: int = _allowed(1, default=16)
     validation_points_per_stage: int = _allowed(1, default=4)
     log_every: int = _allowed(1, default=1)
+    # Several processes (accelerate launch): 'ddp' keeps the whole model on each, 'fsdp' shards it
+    # (FSDP2). An accelerate launch config with distributed_type FSDP also selects 'fsdp'. Not part
+    # of a stage's cache key: like the number of processes, it changes how, not what, a stage trains.
+    parallelism: Literal["ddp", "fsdp"] = "ddp"
+    # Stage 6: 'full' trains every parameter (the paper); 'lora' trains adapters on the transformer's
+    # linear layers (and every embedding row, as the full stage); 'qlora' also keeps those layers in
+    # 4 bits (bitsandbytes, CUDA only). The adapters are merged into the weights at the end of the stage.
+    stage6: Literal["full", "lora", "qlora"] = "full"
+    lora_rank: int = _allowed(1, default=8)
+    lora_alpha: float = _allowed(0, above=True, default=16.0)
+    lora_dropout: float = _allowed(0, 1, below=True, default=0.0)
 
 
 @dataclass(frozen=True)
@@ -208,6 +219,8 @@ class AblationSettings:
     enabled: bool = True
     schedules: list[str] = field(default_factory=lambda: ["full_finetune", "embeddings_only"])
     inits: list[str] = field(default_factory=lambda: ["mean_resizing", "random"])
+    # The seven stages with stage 6 trained another way (training.stage6), e.g. [lora].
+    stage6: list[Literal["full", "lora", "qlora"]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import TrainingError
-from ..method import embedding_init, lm, row_split, sampling, stage_loop, stages
+from ..method import adapters, embedding_init, lm, row_split, sampling, sharding, stage_loop, stages
 from ..method.embedding_init import Extension, extend_model, plan_rows
 from ..method.lm import pack_documents
 from ..method.sampling import build_training_data
@@ -84,13 +84,26 @@ def resolve_schedule(profile: Profile, schedule: Sequence[StageBudget | int] | N
     return out
 
 
+# Training settings outside a stage's key: how it runs (processes, sharding), not what it computes.
+EXECUTION_SETTINGS = ("parallelism",)
+# Settings of a LoRA/QLoRA stage 6: in the key only of the stages from a non-full stage 6 on.
+STAGE6_SETTINGS = ("stage6", "lora_rank", "lora_alpha", "lora_dropout")
+
+
+def _training_key(profile: Profile, schedule: Sequence[StageBudget], upto: int) -> dict[str, Any]:
+    training = profile.to_dict()["training"]
+    adapted = profile.training.stage6 != "full" and any(b.stage == 6 for b in schedule[:upto + 1])
+    skip = {"schedule", *EXECUTION_SETTINGS, *(() if adapted else STAGE6_SETTINGS)}
+    return {k: v for k, v in training.items() if k not in skip}
+
+
 def schedule_key(profile: Profile, run_dir, schedule: Sequence[StageBudget], init: str, upto: int) -> str:
     """The key of the model after stage ``upto`` of ``schedule`` (its index)."""
     return cache.step_key(
-        "stages", code=[embedding_init, lm, row_split, sampling, stage_loop, stages], profile=profile,
-        sections=("seed",),
+        "stages", code=[adapters, embedding_init, lm, row_split, sampling, sharding, stage_loop, stages],
+        profile=profile, sections=("seed",),
         upstream={"vocabulary": vocabulary_key(profile, run_dir)},
-        extra={"training": {k: v for k, v in profile.to_dict()["training"].items() if k != "schedule"},
+        extra={"training": _training_key(profile, schedule, upto),
                "schedule": [asdict(b) for b in schedule[:upto + 1]], "init": init,
                "pad_to_multiple_of": profile.vocabulary.pad_to_multiple_of})
 
@@ -176,12 +189,18 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
         for index, budget in enumerate(budgets):
             stage = get_stage(budget.stage)
             key = schedule_key(profile, run_dir, budgets, init, index)
-            if save_stages:
-                loaded, record = _load_stage_dir(out.stage(stage.number), out.stage_marker(stage.number), key)
+            # A completed stage with this key is reused: the run's own, or (an ablation arm that shares
+            # its first stages with the main run, like stage6:lora) the main run's.
+            for where in ([out] if save_stages else []) + ([paths] if out.root != paths.root else []):
+                loaded, record = _load_stage_dir(where.stage(stage.number), where.stage_marker(stage.number), key)
                 if loaded is not None:
-                    model = loaded
-                    logs.append(StageLog(**record["log"]))
-                    continue
+                    break
+            else:
+                loaded = None
+            if loaded is not None:
+                model = loaded
+                logs.append(StageLog(**record["log"]))
+                continue
             checkpoint = out.checkpoint(stage.number)
             log = train_stage(model, stage, budget, data, ext, settings=profile.training, seed=profile.seed,
                               device=device, dtype=dtype, resume=_load_checkpoint(checkpoint, key),
@@ -211,8 +230,9 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
     """Train one ablation arm into ``runs/<profile>/ablations/<arm>/`` (chapter 05).
 
     Arms: ``schedule:full_finetune``, ``schedule:embeddings_only`` (the same token budget as the
-    seven stages) and ``init:mean_resizing``, ``init:random`` (the seven stages from another
-    initialisation).
+    seven stages), ``init:mean_resizing``, ``init:random`` (the seven stages from another
+    initialisation) and ``stage6:lora``, ``stage6:qlora`` (the seven stages with stage 6 trained
+    through adapters; stages 1-5 are the main run's when it has them).
     """
     kind, _, name = arm.partition(":")
     out = run_paths(profile, run_dir).ablation(arm)
@@ -222,7 +242,12 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
                             output=out, save_stages=False, progress=progress)
     if kind == "init":
         return run_schedule(profile, run_dir, init=name, output=out, save_stages=False, progress=progress)
-    raise TrainingError(f"Unknown ablation arm {arm!r}: use schedule:<name> or init:<name>.")
+    if kind == "stage6":
+        from .profiles import load_profile
+
+        return run_schedule(load_profile(profile, {"training.stage6": name}), run_dir, output=out, save_stages=False,
+                            progress=progress)
+    raise TrainingError(f"Unknown ablation arm {arm!r}: use schedule:<name>, init:<name> or stage6:<lora|qlora>.")
 
 
 def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = None) -> dict[str, Any]:
