@@ -41,6 +41,8 @@ def lab_command(*, port: int | None = None, token: str | None = None, open_brows
         command.append(f"--IdentityProvider.token={token}")
     if not open_browser:
         command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI and containers run as root; JupyterLab refuses it
+        command.append("--allow-root")
     return command + list(extra)
 
 
