@@ -258,3 +258,50 @@ def test_chapter_02_runs_cell_by_cell_in_jupyterlab(lab_server, micro_expanded):
         lab.request("DELETE", f"/api/sessions/{session['id']}")
     _, running = lab.request("GET", "/api/kernels")
     assert running == []
+
+
+# --------------------------------------------------------------------------------------------
+# The page itself, in Debian's headless Chromium (skips where it is missing, like test_browser.py)
+
+
+@pytest.mark.browser
+def test_chapter_02_opens_and_runs_in_the_jupyterlab_page(lab_server, tmp_path):
+    """The student's view: the chapter opens with the eeve-book kernel, and Shift-Enter runs a cell."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.test_browser import CHROMIUM_FLAGS, INSTALL_HINT, _program
+
+    paths = {what: _program(env, default) for env, default, what in
+             [("EEVE_CHROMIUM", "/usr/bin/chromium", "chromium"),
+              ("EEVE_CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver")]}
+    missing = [what for what, path in paths.items() if path is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not found ({INSTALL_HINT})")
+    options = webdriver.ChromeOptions()
+    options.binary_location = paths["chromium"]
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'chromium'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(paths["chromedriver"]), options=options)
+    lab = lab_server
+    try:
+        wait = WebDriverWait(driver, START_S)
+        driver.get(f"{lab.base}/lab/tree/{CHAPTER}?token={lab.token}")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-CodeCell")) >= 8,
+                   "chapter 02 did not open in JupyterLab")
+        wait.until(lambda d: any(KERNEL_DISPLAY_NAME in e.text for e in
+                                 d.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel-toolbar *")),
+                   f"the toolbar does not name the kernel {KERNEL_DISPLAY_NAME!r}")
+        heading = driver.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-MarkdownOutput h1")
+        assert "frequency loop" in heading.text
+        first = driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-CodeCell")[0]  # the parameters
+        first.find_element(By.CSS_SELECTOR, ".jp-InputArea-editor").click()
+        webdriver.ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+        wait.until(lambda d: "[1]" in first.find_element(By.CSS_SELECTOR, ".jp-InputPrompt").text,
+                   "Shift-Enter did not run the parameters cell")
+        driver.save_screenshot(str(tmp_path / "lab.png"))
+    finally:
+        driver.quit()
