@@ -22,11 +22,14 @@ KERNEL_NAME = "eeve-book"
 KERNEL_DISPLAY_NAME = "eeve-book (.venv)"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
 
+# Default settings of the page (lab_settings/overrides.json): no news, no update check, no prompt.
+SETTINGS_DIR = Path(__file__).resolve().parent / "lab_settings"
 # Everything JupyterLab would otherwise fetch from the internet, switched off.
 OFFLINE_SETTINGS = (
     "--LabApp.news_url=None",
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     "--LabApp.extension_manager=readonly",
+    f"--LabApp.app_settings_dir={SETTINGS_DIR}",
 )
 
 
