@@ -158,7 +158,6 @@ def claim(root: str | os.PathLike, profile: str, *, fresh: bool = False) -> Iter
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-
 def _link_or_copy(source: str, target: str) -> None:
     try:
         os.link(source, target)
