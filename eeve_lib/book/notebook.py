@@ -1,6 +1,18 @@
 """The first cell of every chapter: load the profile the runner injected, quietly.
 
-Shown at the top of every chapter.
+Where the chapter writes (``paths``):
+
+* run by ``eeve run`` (``make book``): the run directory the runner holds, always;
+* given ``run_dir``: that directory;
+* opened in JupyterLab (``make lab``) with the profile's own settings: ``runs/<profile>``, the
+  book's run, whose outputs every step reuses (nothing is recomputed while its inputs match);
+* opened in JupyterLab with other settings (``overrides``, ``seed`` or ``device`` that change the
+  profile): ``runs/<profile>-student``, a student's run, so that an exercise never overwrites the
+  book's run. It starts as a copy of the book's run (hard links, so no extra disk), and each step
+  recomputes only what the new settings change.
+
+The chapter's ``(profile, paths)`` is remembered for the exercises' checks
+(:mod:`eeve_lib.book.exercises`). Shown at the top of every chapter.
 """
 
 from __future__ import annotations
@@ -10,8 +22,13 @@ import os
 import warnings
 from typing import Any
 
-from ..pipeline.paths import RunPaths, run_paths
+from ..pipeline import rundir
+from ..pipeline.paths import RunPaths, run_paths, student_run_paths
 from ..pipeline.profiles import Profile, load_profile, parse_overrides
+from ..pipeline.runner import RUNNER_ENV
+
+# The (profile, paths) of the last chapter set up in this kernel: the run the exercises check.
+current: tuple[Profile, RunPaths] | None = None
 
 
 def setup(profile: str = "tiny", run_dir: str | None = None, device: str | None = None, seed: int | None = None,
@@ -38,7 +55,37 @@ def setup(profile: str = "tiny", run_dir: str | None = None, device: str | None 
     matplotlib.rcParams.update({"figure.dpi": 110, "figure.figsize": (7.5, 3.6), "axes.grid": True,
                                 "grid.alpha": 0.3, "font.size": 9})
     _use_korean_font(matplotlib)
-    return prof, run_paths(prof, run_dir)
+    global current
+    current = prof, chapter_paths(prof, run_dir)
+    return current
+
+
+def chapter_paths(prof: Profile, run_dir: str | os.PathLike | None = None, *, announce: bool = True) -> RunPaths:
+    """Where a chapter set up with ``prof`` reads and writes; see the module docstring."""
+    if run_dir or os.environ.get(RUNNER_ENV):
+        return run_paths(prof, run_dir)
+    if prof.hash() == load_profile(prof.name).hash():
+        return run_paths(prof)
+    return student_paths(prof, announce=announce,
+                         why=f"these settings differ from profile {prof.name}'s: this chapter writes to")
+
+
+def student_paths(prof: Profile, name: str | None = None, *, announce: bool = True,
+                  why: str = "a run of your own:") -> RunPaths:
+    """A student's run beside the book's: ``runs/<profile>-student`` (or ``runs/<profile>-<name>``).
+
+    Created on first use from the book's run ``runs/<profile>`` (hard links: no extra disk); a step
+    folder it lacks is taken from the book's run; what it has is its own. An exercise that trains
+    another schedule passes these paths instead of the chapter's: the book's run stays as it was.
+    """
+    book = run_paths(prof)
+    student = student_run_paths(prof, name)
+    fresh = not rundir.is_run_dir(student.root)
+    copied = rundir.branch(book.root, student.root, prof.name)
+    if announce:
+        start = f" (started from the book's run: {', '.join(copied)})" if fresh and copied else ""
+        print(f"[eeve] {why} {student.root}{start}; the book's run {book.root} is left as it is.")
+    return student
 
 
 def _use_korean_font(matplotlib) -> None:

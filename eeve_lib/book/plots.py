@@ -177,3 +177,49 @@ def ablation_bars(names: Sequence[str], korean: Sequence[float], english: Sequen
     ax.set_title(title)
     ax.legend()
     return fig
+
+
+def stage_rows(stage: Any, *, n_base: int, n_new: int, n_padding: int, counts: dict[str, int] | None = None):
+    """Chapter 04: one stage drawn on the model: which rows of the embeddings and whether the transformer train.
+
+    Each embedding is a column of its rows (base tokens, new tokens, padding), the transformer a
+    block between them; green trains, grey is frozen (kept out of the optimizer), padding never
+    trains. Segment heights follow the row counts, with a floor so that small ones stay visible.
+    """
+    from matplotlib.patches import Patch
+
+    fig, ax = _figure(width=7.5, height=3.2)
+    trains, frozen = "tab:green", "0.85"
+    total = max(n_base + n_new + n_padding, 1)
+    floor = 0.12 * total
+    segments = [("base rows", n_base), ("new rows", n_new), ("padding rows", n_padding)]
+    heights = [max(n, floor) if n else 0 for _, n in segments]
+    scale = total / max(sum(heights), 1)
+    for x, rows in ((0, stage.input_rows), (2, stage.output_rows)):
+        bottom = total
+        for (label, n), h in zip(segments, heights):
+            if not n:
+                continue
+            h *= scale
+            bottom -= h
+            train = label != "padding rows" and (rows == "all" or (rows == "new" and label == "new rows"))
+            ax.bar(x, h, bottom=bottom, width=0.8, color=trains if train else frozen, edgecolor="white",
+                   hatch="//" if label == "padding rows" else None)
+            ax.text(x, bottom + h / 2, f"{label}\n{n:,}", ha="center", va="center", fontsize=7,
+                    color="white" if train else "black")
+    ax.bar(1, total, width=0.8, color=trains if stage.transformer else frozen, edgecolor="white")
+    ax.text(1, total / 2, "transformer\n(every layer)", ha="center", va="center", fontsize=8,
+            color="white" if stage.transformer else "black")
+    ax.set_xticks([0, 1, 2], ["input embedding", "transformer", "output embedding + bias"])
+    ax.set_yticks([])
+    ax.set_ylim(0, total)
+    ax.grid(False)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    title = f"Stage {stage.number}: {stage.name}"
+    if counts is not None:
+        title += f" ({counts['total']:,} trainable parameters)"
+    ax.set_title(title)
+    ax.legend(handles=[Patch(color=trains, label="trains"), Patch(color=frozen, label="frozen")],
+              loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, frameon=False)
+    return fig

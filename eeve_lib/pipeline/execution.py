@@ -22,10 +22,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import uuid
 from typing import IO, Any
 
 ENGINE_NAME = "eeve-chapter"
-# Unix socket paths are limited to 107 bytes; the kernel's sockets are "<runtime dir>/kernel-<uuid>-ipc-<n>".
+# Unix socket paths are limited to 107 bytes; the kernel's sockets are "<runtime dir>/kernel-<12 hex>-ipc-<n>".
 _MAX_RUNTIME_DIR = 60
 
 
@@ -50,6 +51,18 @@ def _classes() -> tuple[type, type]:
         @default("transport")
         def _transport_default(self) -> str:
             return "ipc" if _use_ipc() else "tcp"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            # jupyter_client's default for ipc is "kernel-ipc", relative to the kernel's working
+            # directory: the sockets would land in book/, where two runs collide and a build that
+            # copies book/ meets them. Each kernel gets its own in the private runtime folder.
+            if self.transport != "ipc":
+                return super()._ip_default()
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            os.makedirs(jupyter_runtime_dir(), exist_ok=True)
+            return os.path.join(jupyter_runtime_dir(), f"kernel-{uuid.uuid4().hex[:12]}-ipc")
 
         async def _async_interrupt_kernel(self) -> None:
             # shutdown_kernel() interrupts first. A finished chapter's kernel is idle, an interrupted

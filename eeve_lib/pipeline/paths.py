@@ -12,6 +12,8 @@ Users and tests rely on this layout, so every folder and marker is named once, h
     runs/<profile>/eval/metrics.json     every model's scores
     runs/<profile>/executed/             the executed notebooks and their logs
     runs/<profile>/report.json           how each chapter ran (time, memory, device, versions)
+    runs/<profile>-student/              a student's run: a chapter opened in JupyterLab with other
+                                         settings than the profile's writes here, not into the book's run
 
 Every step folder holds a marker (``MARKERS``) with the key of the inputs it was computed from;
 :mod:`eeve_lib.pipeline.cache` reads and writes them. Nothing outside the pipeline builds a path
@@ -44,9 +46,14 @@ def _under_root(*parts: str) -> property:
 # A run directory says it is one (``--fresh`` empties nothing else), and one run at a time locks it.
 RUN_MARKER = ".eeve-run"
 RUN_LOCK = ".eeve-lock"
+# The suffix of a student's run directory (``runs/<profile>-student``; see eeve_lib.book.notebook).
+STUDENT_SUFFIX = "-student"
 # Its top-level entries: a folder holding nothing else is adopted as a run directory.
 RUN_LAYOUT = frozenset({"base", "intermediate", "tokenizer", "stages", "model", "train", "ablations", "eval",
                         "executed", "report.json", RUN_MARKER, RUN_LOCK})
+# The entries that hold the steps' outputs (each reused only while its key matches): what a new run
+# directory may start from, copied from another run.
+STEP_FOLDERS = ("base", "intermediate", "tokenizer", "stages", "model", "train", "ablations", "eval")
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,14 @@ class RunPaths:
 def runs_root() -> Path:
     """``$EEVE_RUNS_DIR`` or ``<project>/runs``."""
     return Path(os.environ.get("EEVE_RUNS_DIR", PROJECT_ROOT / "runs"))
+
+
+def student_run_paths(profile: Profile | str, name: str | None = None) -> RunPaths:
+    """``runs/<profile>-student`` (or ``runs/<profile>-<name>``): a run of a student's own, beside the book's."""
+    profile_name = profile if isinstance(profile, str) else profile.name
+    if name is not None and (not name or any(c in name for c in "/\\") or name.startswith(".")):
+        raise ValueError(f"a student run's name is one word without slashes, not {name!r}")
+    return RunPaths(runs_root() / (f"{profile_name}-{name}" if name else f"{profile_name}{STUDENT_SUFFIX}"))
 
 
 def run_paths(profile: Profile | str, run_dir: str | os.PathLike | RunPaths | None = None) -> RunPaths:

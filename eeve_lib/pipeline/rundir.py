@@ -7,6 +7,9 @@ and never touches anything outside it. One run at a time holds ``.eeve-lock`` (a
 ``flock`` on a file that holds the holder's PID); a second run on the same directory is refused
 with that PID, and the lock of a process that died is released by the kernel, so the next run
 takes it over. Leftover temporaries of killed runs are removed only while holding the lock.
+``branch`` starts a run directory from another run's outputs (a student's run from the book's),
+with hard links where the file system allows: every write under ``runs/`` replaces files instead of
+changing them, so the new run can never alter the one it started from.
 Shown in "Where outputs go" of the README.
 """
 
@@ -24,6 +27,7 @@ from . import atomic
 from .paths import RUN_LAYOUT as LAYOUT
 from .paths import RUN_LOCK as LOCK
 from .paths import RUN_MARKER as MARKER
+from .paths import STEP_FOLDERS
 
 
 class RunDirError(EeveError):
@@ -153,3 +157,33 @@ def claim(root: str | os.PathLike, profile: str, *, fresh: bool = False) -> Iter
             if fcntl is not None:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed: a plain copy
+        shutil.copy2(source, target)
+
+
+def branch(source: str | os.PathLike, target: str | os.PathLike, profile: str) -> list[str]:
+    """Make ``target`` a run directory and give it each step folder of the run ``source`` that it lacks.
+
+    Returns the names of the folders copied (hard links where possible; see the module docstring).
+    ``target``'s own folders are never touched: the cache replaces a folder whose key no longer
+    matches when a step runs there. Nothing is copied from a ``source`` that is not a run directory.
+    """
+    source, target = Path(source), Path(target)
+    _ensure(target, profile, fresh=False)
+    if not is_run_dir(source) or source.resolve() == target.resolve():
+        return []
+    copied = []
+    for name in STEP_FOLDERS:
+        src, dst = source / name, target / name
+        if src.is_dir() and not src.is_symlink() and not dst.exists():
+            tmp = dst.with_name(f".{name}.branch.tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            shutil.copytree(src, tmp, symlinks=True, copy_function=_link_or_copy)
+            os.replace(tmp, dst)
+            copied.append(name)
+    return copied

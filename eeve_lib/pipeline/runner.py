@@ -13,6 +13,7 @@ introduction; the report becomes the book's "Reproducibility status" page.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -37,6 +38,9 @@ from .profiles import PROJECT_ROOT, load_profile, parse_overrides
 BOOK_DIR = PROJECT_ROOT / "book"
 TOC = PROJECT_ROOT / "_toc.yml"
 REPORT_VERSION = 1
+# Set in the environment of the chapters' kernels to the run directory the runner holds: a chapter
+# run by the runner writes there, whatever its settings (see eeve_lib.book.notebook.setup).
+RUNNER_ENV = "EEVE_RUNNER_RUN_DIR"
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "papermill", "jupyter-book",
             "matplotlib", "numpy", "konlpy")
 
@@ -241,6 +245,20 @@ def _resume_command(profile_name: str, run_dir, device: str | None, seed: int | 
     return " ".join(shlex.quote(w) for w in words + ["--resume"])
 
 
+@contextlib.contextmanager
+def _runner_environment(root: Path):
+    """``RUNNER_ENV`` set to ``root`` for the block (the kernels it starts inherit it), then restored."""
+    previous = os.environ.get(RUNNER_ENV)
+    os.environ[RUNNER_ENV] = str(root)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RUNNER_ENV, None)
+        else:
+            os.environ[RUNNER_ENV] = previous
+
+
 def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume: bool = False, run_dir=None,
              device: str | None = None, seed: int | None = None, overrides: dict[str, Any] | str | None = None,
              fresh: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -264,7 +282,7 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
 
     data = manifest_records(profile)  # every corpus verified before anything runs
     resume_command = _resume_command(profile_name, paths.root if run_dir else None, device, seed, user_overrides)
-    with rundir.claim(paths.root, profile.name, fresh=fresh):
+    with rundir.claim(paths.root, profile.name, fresh=fresh), _runner_environment(paths.root):
         return _run_chapters(profile, profile_name, selected, paths, data, resume=resume, run_dir=run_dir,
                              device=device, seed=seed, overrides=overrides, progress=progress,
                              resume_command=resume_command)

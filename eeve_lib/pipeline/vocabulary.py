@@ -152,6 +152,34 @@ def load_expansion_summary(profile: Profile | str, run_dir=None) -> dict[str, An
     return json.loads(path.read_text())
 
 
+def load_expansion(profile: Profile | str, run_dir=None) -> ExpansionResult:
+    """A run's saved frequency loop (chapter 02's ``result``), loaded without recomputing anything."""
+    paths = run_paths(profile, run_dir)
+    summary = load_expansion_summary(profile, run_dir)
+    if not (paths.expansion_details.is_file() and paths.word_counts.is_file()):
+        raise EeveError(f"The extended tokenizer in {paths.tokenizer} is incomplete. Run chapter 02 again.")
+    return _load_expansion(paths, summary)
+
+
+def load_candidates(profile: Profile | str, run_dir=None) -> list[str]:
+    """A run's candidates (chapter 01), in the order the intermediate tokenizer created them."""
+    paths = run_paths(profile, run_dir)
+    record = cache.read_marker(paths.candidates)
+    if record is None:
+        raise EeveError(f"No candidates in {paths.intermediate}. Run chapter 01 first.")
+    return record["candidates"]
+
+
+def load_intermediate_tokenizer(profile: Profile | str, run_dir=None):
+    """A run's intermediate tokenizer (chapter 01), a ``tokenizers.Tokenizer``."""
+    from tokenizers import Tokenizer
+
+    paths = run_paths(profile, run_dir)
+    if not paths.intermediate_tokenizer.is_file():
+        raise EeveError(f"No intermediate tokenizer in {paths.intermediate}. Run chapter 01 first.")
+    return Tokenizer.from_file(str(paths.intermediate_tokenizer))
+
+
 def load_target_tokenizer_at(paths):
     from transformers import AutoTokenizer
 
@@ -166,4 +194,5 @@ def load_target_tokenizer(profile: Profile | str, run_dir=None):
 
 
 __all__ = ["prepare_candidates", "expand_vocabulary", "load_expansion_summary", "load_target_tokenizer",
+           "load_expansion", "load_candidates", "load_intermediate_tokenizer",
            "candidates_key", "vocabulary_key"]
