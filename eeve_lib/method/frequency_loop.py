@@ -100,7 +100,7 @@ def refine_vocabulary(base_tokenizer, candidates: Sequence[str], word_counts: Wo
         target = build_target_tokenizer(base_tokenizer, current)
         counts = token_counts(target.tokenizer, word_counts)
         vocab = target.tokenizer.get_vocab()
-        frequency = {t: int(counts[vocab[t]]) for t in current}
+        frequency = {t: int(counts[vocab[t]]) if t in vocab else 0 for t in current}  # unbuilt: never produced
         if number == 1:
             first_frequencies = dict(frequency)
         best_seen = max(best_seen, max(frequency.values(), default=0))

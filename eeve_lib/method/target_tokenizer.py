@@ -10,6 +10,15 @@ k pieces needs k-1 merges, and the k-2 partial results are *support* tokens (oft
 bytes of a Hangul syllable, shared by 64 syllables). Base ids are unchanged; new ids continue after
 the base tokenizer's last id. Shown in chapter 02.
 
+The family says how a candidate's pieces are joined (:meth:`TokenizerFamily.merge_plan`) and
+which single pieces must first become vocabulary entries (:meth:`TokenizerFamily.missing_pieces`:
+none for byte-level BPE, whose alphabet holds every byte; the Hangul characters a
+SentencePiece-style vocabulary lacks, which would otherwise fall back to bytes that no merge
+joins). Such a piece is a support token too, unless it is a candidate itself. A new single piece
+must contain Hangul, so that text without Hangul keeps the base ids: a candidate that would need
+another one, or for which the family finds no acceptable chain, is left unbuilt (``unbuildable``)
+and, never produced, is dropped by the frequency loop.
+
 The added-special-token alternative (``tokenizer.add_tokens``), which bypasses the BPE model and
 matches inside words, is :func:`added_tokens_tokenizer`, used only as a comparison in chapter 02.
 """
@@ -21,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..errors import TokenizerError
+from .candidates import contains_hangul
 from .families import family_of, merge_pairs, tokenizer_json
 
 
@@ -33,6 +43,7 @@ class TargetTokenizer:
     new_tokens: list[str]  # the candidates, in the family's spelling, in id order
     support_tokens: list[str] = field(default_factory=list)  # partial results their merges need
     merges_added: int = 0
+    unbuildable: list[str] = field(default_factory=list)  # candidates left out (see the module docstring)
 
     @property
     def size(self) -> int:
@@ -68,16 +79,19 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
     order = {t: i for i, t in enumerate(candidates)}
     wanted = sorted((t for t in dict.fromkeys(candidates) if t not in vocab), key=lambda t: (len(t), order[t]))
     wanted_set = set(wanted)
-    new_tokens, support = [], []
+    new_tokens, support, unbuildable = [], [], []
 
-    def add_merge(pair: tuple[str, str]) -> str:
-        """Append the merge ``pair`` (and its result to the vocabulary if new); return the result."""
+    def add_entry(result: str) -> None:
         nonlocal next_id
-        result = pair[0] + pair[1]
         if result not in vocab:
             vocab[result] = next_id
             next_id += 1
             (new_tokens if result in wanted_set else support).append(result)
+
+    def add_merge(pair: tuple[str, str]) -> str:
+        """Append the merge ``pair`` (and its result to the vocabulary if new); return the result."""
+        result = pair[0] + pair[1]
+        add_entry(result)
         if pair not in ranks:
             ranks[pair] = len(merges)
             merges.append(pair)
@@ -86,11 +100,24 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
     for token in wanted:
         if token in vocab:  # created earlier as a support token: it is a candidate after all
             continue
+        missing = family.missing_pieces(token, vocab)
+        if any(not contains_hangul(family.token_text(piece) or "") for piece in missing):
+            unbuildable.append(token)
+            continue
+        for piece in missing:
+            add_entry(piece)
         pieces = family.segment(token, ranks)
-        # Left to right: ((p1 p2) p3) ... so partial syllables share their first bytes.
-        left = pieces[0]
-        for piece in pieces[1:]:
-            left = add_merge((left, piece))
+        for _ in range(len(token)):  # once, unless an earlier merge of the new pieces outranks the plan
+            if len(pieces) < 2:
+                break
+            plan = family.merge_plan(pieces)
+            if plan is None:
+                break
+            for pair in plan:
+                add_merge(pair)
+            pieces = family.segment(token, ranks)
+        if len(pieces) > 1 and token not in vocab:
+            unbuildable.append(token)
 
     extended = family.extended_spec(spec, vocab, merges)
     backend = Tokenizer.from_str(json.dumps(extended, ensure_ascii=False))
@@ -100,7 +127,7 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str]) -> TargetT
         raise TokenizerError(f"Internal error: added tokens {moved[:3]!r} changed ids in the extended tokenizer.")
     new_tokens.sort(key=vocab.__getitem__)
     support.sort(key=vocab.__getitem__)
-    return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - len(merge_pairs(model)))
+    return TargetTokenizer(hf, base_size, new_tokens, support, len(merges) - len(merge_pairs(model)), unbuildable)
 
 
 def _special_tokens(tokenizer) -> dict:

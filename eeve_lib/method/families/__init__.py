@@ -5,17 +5,17 @@ intermediate tokenizer is trained with the base's own normalisation and pre-toke
 new token's merges are derived and how words are counted fast and exactly differ between
 tokenizer families. Each family implements :class:`TokenizerFamily`; :func:`family_of` picks the
 one that matches a base tokenizer. The method modules call only this interface, so adding a
-family (e.g. the SentencePiece-style BPE of SOLAR-10.7B) is one new module here, registered in
-``FAMILIES``, and nothing else.
+family is one new module here, registered in :func:`_families`, and nothing else.
 
-Implemented: :mod:`.byte_level` (GPT-2/phi-2). Shown in chapters 01 and 02.
+Implemented: :mod:`.byte_level` (GPT-2/phi-2: pieces are bytes). Shown in chapters 01 and 02.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Sequence
 
 from ...errors import TokenizerError
 
@@ -70,6 +70,32 @@ def with_nfc(normalizer: dict | None) -> dict:
     return {"type": "Sequence", "normalizers": [normalizer, nfc]}
 
 
+def left_to_right_merges(pieces: Sequence[str]) -> list[tuple[str, str]]:
+    """The merge chain ((p1 p2) p3) ... that joins ``pieces`` into one token."""
+    return [("".join(pieces[:i + 1]), pieces[i + 1]) for i in range(len(pieces) - 1)]
+
+
+@dataclass(frozen=True)
+class SplitterSettings:
+    """How the word counter cuts raw text into the units BPE sees, as the tokenizer does.
+
+    Added tokens are cut out of the raw text first; each stretch of text between them has
+    ``char_map`` applied (single characters, e.g. a space to its piece spelling) and gets
+    ``prefix`` prepended when it is not empty (on every stretch, or only on one that starts
+    the text; with ``prefix_if_absent`` only when it does not already start with it); then
+    ``pattern`` finds the units. NFC, when on, is applied to the whole text first. A plain,
+    picklable record: helper processes of the counter rebuild the splitter from it.
+    """
+
+    pattern: str
+    added_tokens: tuple[str, ...] = ()
+    nfc: bool = False
+    char_map: tuple[tuple[str, str], ...] = ()
+    prefix: str = ""
+    prefix_where: Literal["every", "start"] = "every"
+    prefix_if_absent: bool = False
+
+
 class TokenizerFamily(ABC):
     """What differs between tokenizer families; one subclass per family."""
 
@@ -115,14 +141,33 @@ class TokenizerFamily(ABC):
         """How the merges built so far segment a spelled token (BPE: lowest rank first)."""
         return bpe_segment(token, ranks)
 
+    def missing_pieces(self, token: str, vocab: dict[str, int]) -> list[str]:
+        """Single pieces that must become vocabulary entries before merges can build ``token``.
+
+        None for a byte-level BPE, whose alphabet holds every byte; a SentencePiece-style BPE
+        lacks characters it never saw, which would fall back to bytes that no merge joins.
+        """
+        return []
+
+    def merge_plan(self, pieces: Sequence[str]) -> list[tuple[str, str]] | None:
+        """The merges that join ``pieces`` (the current segmentation of a candidate) into one token.
+
+        None when no acceptable chain exists (the candidate is then left unbuilt).
+        """
+        return left_to_right_merges(pieces)
+
     @abstractmethod
     def extended_spec(self, spec: dict, vocab: dict[str, int], merges: list[tuple[str, str]]) -> dict:
         """The base's ``tokenizer.json`` with the extended vocabulary and merges."""
 
     # -- counting (step 4) ----------------------------------------------------------------------
     @abstractmethod
-    def splitter_settings(self, spec: dict) -> tuple[str, list[str], bool]:
-        """``(pre-tokeniser regex, added tokens, apply NFC)`` for counting words as the tokenizer splits them."""
+    def splitter_settings(self, spec: dict) -> SplitterSettings:
+        """How to cut raw text into the words (units) BPE sees, so that counting them is exact."""
+
+    def word_backend(self, backend):
+        """A tokenizer that encodes one counted word exactly as ``backend`` encodes it inside a text."""
+        return backend
 
     @abstractmethod
     def word_encoder(self, backend, words: Sequence[str]) -> tuple[Any, Any] | None:
@@ -168,5 +213,5 @@ def family_modules() -> list:
     return [sys.modules[__name__]] + [sys.modules[cls.__module__] for cls in _families()]
 
 
-__all__ = ["TokenizerFamily", "family_of", "family_named", "family_modules", "tokenizer_json", "bpe_segment", "merge_pairs", "with_nfc",
-           "contains_type", "supported_families"]
+__all__ = ["TokenizerFamily", "SplitterSettings", "family_of", "family_named", "family_modules", "tokenizer_json",
+           "bpe_segment", "merge_pairs", "left_to_right_merges", "with_nfc", "contains_type", "supported_families"]
