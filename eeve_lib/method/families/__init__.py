@@ -7,7 +7,9 @@ tokenizer families. Each family implements :class:`TokenizerFamily`; :func:`fami
 one that matches a base tokenizer. The method modules call only this interface, so adding a
 family is one new module here, registered in :func:`_families`, and nothing else.
 
-Implemented: :mod:`.byte_level` (GPT-2/phi-2: pieces are bytes). Shown in chapters 01 and 02.
+Implemented: :mod:`.byte_level` (GPT-2/phi-2: pieces are bytes) and :mod:`.sentencepiece_bpe`
+(Llama-2/SOLAR-10.7B: pieces are characters with "▁" for the space, and byte fallback). Shown in
+chapters 01 and 02.
 """
 
 from __future__ import annotations
@@ -176,8 +178,9 @@ class TokenizerFamily(ABC):
 
 def _families() -> list[type[TokenizerFamily]]:
     from .byte_level import ByteLevelBPE
+    from .sentencepiece_bpe import SentencePieceBPE
 
-    return [ByteLevelBPE]
+    return [ByteLevelBPE, SentencePieceBPE]
 
 
 def family_of(tokenizer) -> TokenizerFamily:
