@@ -68,6 +68,9 @@ class BaseModelSettings:
     # Extra added tokens appended after BPE training, like phi-2's whitespace tokens.
     tokenizer_added_tokens: int = 0
     pad_vocab_to_multiple_of: int = 64
+    # The model class pretrained here or built as a stand-in: PhiForCausalLM (phi-2) or
+    # LlamaForCausalLM (SOLAR-10.7B); hub and local models bring their own configuration.
+    architecture_type: Literal["phi", "llama"] = "phi"
     architecture: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainSettings | None = None
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"
