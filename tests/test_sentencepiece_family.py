@@ -204,6 +204,21 @@ def test_a_vocabulary_with_pieces_across_word_starts_is_counted_whole(expansion)
     assert np.array_equal(naive_token_counts(odd, texts), count_token_frequencies(odd, texts, progress=False, workers=1))
 
 
+def test_a_pipeline_the_counter_cannot_mirror_is_counted_by_whole_documents(expansion):
+    """Added tokens matched after normalisation: the counter hands whole documents to the tokenizer."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    spec = tokenizer_json(expansion["target"])
+    for token in spec["added_tokens"]:
+        token["normalized"] = True
+    odd = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)))
+    settings = family_of(odd).splitter_settings(tokenizer_json(odd))
+    assert settings.added_tokens == () and not settings.prefix
+    texts = expansion["korean"].validation[:100] + ADVERSARIAL + NOT_ROUND_TRIP + ["<s>대한 민국", "x</s>"]
+    assert np.array_equal(naive_token_counts(odd, texts), count_token_frequencies(odd, texts, progress=False, workers=1))
+
+
 def test_the_metaspace_spelling_of_the_same_tokenizer(expansion):
     """Newer conversions store Llama's tokenizer with a Metaspace pre-tokenizer and no normaliser."""
     from tokenizers import Tokenizer

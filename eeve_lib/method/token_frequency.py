@@ -2,13 +2,14 @@
 
 In the paper this ran over about 100 GB. BPE works on each pre-token (word) independently, so the
 exact token counts follow from counting the distinct words once and encoding each distinct word
-once, weighted by its count. Word counting is a C-level regex scan (the pattern of the base's
-pre-tokeniser, or for a SentencePiece-style BPE the units of normalised text that no merge
-crosses: the tokenizer family says which, :class:`~.families.SplitterSettings`) streamed in batches, shared with helper processes for large
-corpora; the distinct words are encoded by a lean copy of the tokenizer's own encoder (the family's), hundreds
-of words per call; the counts are a vectorised ``numpy.bincount``. The word counts do not depend
-on the new merges, so the loop of chapter 02 counts words once and only re-encodes the distinct
-words in each iteration.
+once, weighted by its count. Word counting is a C-level regex scan streamed in batches, shared
+with helper processes for large corpora; what a word is comes from the tokenizer family
+(:class:`~.families.SplitterSettings`): a match of the base's pre-tokeniser pattern for
+byte-level BPE, a stretch of normalised text that no merge crosses for SentencePiece-style BPE.
+The distinct words are encoded by a lean copy of the tokenizer's own encoder (the family's),
+hundreds of words per call; the counts are a vectorised ``numpy.bincount``. The word counts do
+not depend on the new merges, so the loop of chapter 02 counts words once and only re-encodes the
+distinct words in each iteration.
 
 ``benchmarks/token_counting.py`` checks that this gives exactly the counts of the naive loop and
 of ``encode_batch``, and measures the throughput of each. Shown in chapter 02.

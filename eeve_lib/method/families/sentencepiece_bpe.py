@@ -29,7 +29,9 @@ text is the concatenation of BPE of its units (merge priorities never compare ac
 that no merge crosses), so counting distinct units and encoding each once is exact, as it is for
 the words of the GPT-2 pre-tokeniser. The rule is checked on the base vocabulary (else a whole
 stretch of text is one unit: exact, slower) and every new token must obey it (the intermediate
-tokenizer is trained with SentencePiece's whitespace split, so its tokens do).
+tokenizer is trained with SentencePiece's whitespace split, so its tokens do). A tokenizer whose
+normalisation the counter cannot apply itself (added tokens matched after normalisation, say) is
+counted by whole documents, each encoded by the tokenizer: exact, slowest.
 
 **Korean only.** Every new merge's result and every new single character contains Hangul, so a
 text without Hangul is segmented exactly as the base segments it (after NFC): a new merge can
@@ -113,6 +115,23 @@ def _prepend_scheme(metaspace: dict) -> str:
     if "prepend_scheme" in metaspace:
         return metaspace["prepend_scheme"]
     return "always" if metaspace.get("add_prefix_space", True) else "never"  # tokenizers < 0.14
+
+
+def _mirrorable(spec: dict) -> bool:
+    """Whether the word counter can apply this tokenizer's normalisation itself (see splitter_settings)."""
+    norm_parts = _flatten(spec.get("normalizer"), "normalizers")
+    pre_parts = _flatten(spec.get("pre_tokenizer"), "pretokenizers")
+    metaspace = _metaspace(spec)
+    if metaspace is None and not _prepend_normaliser(spec):
+        return False
+    known = [p for p in norm_parts if p.get("type") == "NFC"
+             or (p.get("type") == "Prepend" and p.get("prepend") == SPACE)
+             or (p.get("type") == "Replace" and (p.get("pattern") or {}).get("String") == " " and p.get("content") == SPACE)]
+    if len(known) != len(norm_parts):
+        return False
+    if len(pre_parts) != (metaspace is not None):
+        return False
+    return not any(t.get("normalized") or t.get("lstrip") or t.get("rstrip") for t in spec.get("added_tokens", []))
 
 
 def llama_style_components() -> dict:
@@ -274,30 +293,25 @@ class SentencePieceBPE(TokenizerFamily):
 
     # -- counting --------------------------------------------------------------------------------
     def splitter_settings(self, spec: dict) -> SplitterSettings:
-        """Units of normalised text that no merge crosses (see the module docstring)."""
-        norm_parts = _flatten(spec.get("normalizer"), "normalizers")
-        known = [p for p in norm_parts if p.get("type") in ("Prepend", "Replace", "NFC")]
+        """Units of normalised text that no merge crosses (see the module docstring).
+
+        A tokenizer whose pipeline the counter cannot mirror (another normaliser or
+        pre-tokeniser, added tokens matched after normalisation or stripping spaces) is counted
+        by whole documents, each encoded by the tokenizer itself: exact, and slower.
+        """
+        if not _mirrorable(spec):
+            return SplitterSettings(WHOLE_SEGMENT_PATTERN)
+        added = tuple(t["content"] for t in spec.get("added_tokens", []))
+        nfc = contains_type(spec.get("normalizer"), "NFC")
+        safe = not any(CROSSES_WORD_START.search(t) for t in spec["model"]["vocab"])
         metaspace = _metaspace(spec)
-        pre_parts = _flatten(spec.get("pre_tokenizer"), "pretokenizers")
-        if len(known) != len(norm_parts) or len(pre_parts) != (metaspace is not None):
-            raise TokenizerError("The word counter mirrors only Llama-2's normaliser (Prepend/Replace '▁', NFC) or "
-                                 "a lone Metaspace pre-tokenizer.")
-        added = spec.get("added_tokens", [])
-        if any(t.get("normalized") or t.get("lstrip") or t.get("rstrip") for t in added):
-            raise TokenizerError("The word counter mirrors only added tokens matched verbatim (no normalisation, "
-                                 "no stripping), as Llama-2's <unk>, <s> and </s> are.")
-        vocab = spec["model"]["vocab"]
-        safe = not any(CROSSES_WORD_START.search(t) for t in vocab)
         if metaspace is not None:
             scheme = _prepend_scheme(metaspace)
-            where = "start" if scheme == "first" else "every"
-            prefix = "" if scheme == "never" else metaspace.get("replacement", SPACE)
             pattern = SPLIT_UNIT_PATTERN if metaspace.get("split", True) else UNIT_PATTERN
-            return SplitterSettings(pattern if safe else WHOLE_SEGMENT_PATTERN, tuple(t["content"] for t in added),
-                                    contains_type(spec.get("normalizer"), "NFC"), char_map=((" ", SPACE),),
-                                    prefix=prefix, prefix_where=where, prefix_if_absent=True)
-        return SplitterSettings(UNIT_PATTERN if safe else WHOLE_SEGMENT_PATTERN, tuple(t["content"] for t in added),
-                                contains_type(spec.get("normalizer"), "NFC"), char_map=((" ", SPACE),),
+            return SplitterSettings(pattern if safe else WHOLE_SEGMENT_PATTERN, added, nfc, char_map=((" ", SPACE),),
+                                    prefix="" if scheme == "never" else metaspace.get("replacement", SPACE),
+                                    prefix_where="start" if scheme == "first" else "every", prefix_if_absent=True)
+        return SplitterSettings(UNIT_PATTERN if safe else WHOLE_SEGMENT_PATTERN, added, nfc, char_map=((" ", SPACE),),
                                 prefix=SPACE, prefix_where="every", prefix_if_absent=False)
 
     def word_backend(self, backend):
@@ -305,6 +319,8 @@ class SentencePieceBPE(TokenizerFamily):
         from tokenizers import Tokenizer
 
         spec = tokenizer_json(backend)
+        if not _mirrorable(spec):
+            return backend  # the units are whole documents
         spec.update(normalizer={"type": "NFC"} if contains_type(spec.get("normalizer"), "NFC") else None,
                     pre_tokenizer=None, post_processor=None, truncation=None, padding=None)
         return Tokenizer.from_str(json.dumps(spec))
@@ -322,7 +338,7 @@ class SentencePieceBPE(TokenizerFamily):
 
         spec = tokenizer_json(backend)
         model = spec.get("model") or {}
-        if model.get("type") != "BPE" or model.get("dropout"):
+        if model.get("type") != "BPE" or model.get("dropout") or not _mirrorable(spec):
             return None
         if contains_type(spec.get("normalizer"), "NFC") and not all(
                 unicodedata.is_normalized("NFC", w) for w in words):
