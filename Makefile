@@ -12,7 +12,7 @@ PROFILE ?= tiny
 EEVE_DATA_DIR ?= $(abspath ../shared/data)
 export EEVE_DATA_DIR
 
-.PHONY: setup book run build test lab full-dry benchmarks lock clean
+.PHONY: setup book run build test lab full-dry solar-dry benchmarks lock clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ full-dry: setup
 	$(BIN)/eeve prepare-full-dry
 	$(BIN)/eeve run --profile full-dry
 	$(BIN)/eeve build --profile full-dry
+
+solar-dry: setup
+	$(BIN)/eeve prepare-full-dry --profile solar-dry
+	$(BIN)/eeve run --profile solar-dry
+	$(BIN)/eeve build --profile solar-dry
 
 benchmarks: setup
 	$(BIN)/python benchmarks/token_counting.py

@@ -62,8 +62,8 @@ def _build(args: argparse.Namespace) -> None:
 def _prepare_full_dry(args: argparse.Namespace) -> None:
     from .pipeline.full_dry import prepare_full_dry_base
 
-    path = prepare_full_dry_base(args.output, layers=args.layers)
-    print(f"Wrote the phi-2-shaped stand-in to {path}")
+    path = prepare_full_dry_base(args.output, layers=args.layers, profile=args.profile)
+    print(f"Wrote the stand-in base model of profile {args.profile} to {path}")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -134,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("manifest")
     p.set_defaults(func=_manifest_checksums)
 
-    p = sub.add_parser("prepare-full-dry", help="write the phi-2-shaped stand-in base model for full-dry")
-    p.add_argument("--output", default=None, help="default: the full-dry profile's base_model.local_path")
-    p.add_argument("--layers", type=int, default=None, help="default: the full-dry profile's architecture")
+    p = sub.add_parser("prepare-full-dry", help="write the stand-in base model of full-dry (phi-2-shaped) or "
+                                                "solar-dry (SOLAR-10.7B-shaped)")
+    p.add_argument("--profile", default="full-dry", help="full-dry (default) or solar-dry")
+    p.add_argument("--output", default=None, help="default: the profile's base_model.local_path")
+    p.add_argument("--layers", type=int, default=None, help="default: the profile's architecture")
     p.set_defaults(func=_prepare_full_dry)
 
     p = sub.add_parser("train", help="chapter 04's training alone (for `accelerate launch` on several GPUs)")

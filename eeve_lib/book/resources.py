@@ -56,10 +56,13 @@ class Shape:
         final_norm = h if self.rms_norm else 2 * h
         return self.linear_params + self.layers * (biases + norms) + final_norm
 
+    def params_with_rows(self, rows: int) -> int:
+        """Parameters of the model with ``rows`` embedding rows (input, output, output bias)."""
+        return self.body_params + 2 * rows * self.hidden + (rows if self.output_bias else 0)
+
     @property
     def total_params(self) -> int:
-        output_bias = self.rows if self.output_bias else 0
-        return self.body_params + 2 * self.rows * self.hidden + output_bias  # input, output, output bias
+        return self.params_with_rows(self.rows)
 
     def block_params(self) -> int:
         return (self.body_params - (self.hidden if self.rms_norm else 2 * self.hidden)) // self.layers
@@ -86,17 +89,30 @@ def stage_flops_per_token(shape: Shape, stage: Stage) -> float:
     return float(forward + activation_grads + weight_grads)
 
 
+# The largest single accelerator the page plans for (an 80 GB A100/H100): a stage whose memory
+# floor exceeds it needs its weights, gradients and Adam state sharded over several GPUs.
+GPU_MEMORY_GIB = 80
+
+
 def stage_table(shape: Shape, tokens_per_stage: dict[int, int], save_bytes: int = 2) -> list[dict]:
     """One row per stage: memory floor, FLOPs for its token budget, disk of its saved model."""
     rows = []
     for number, tokens in tokens_per_stage.items():
         stage = STAGES[number]
         memory = stage_memory_bytes(shape, stage)
+        floor = memory["total"] / 2**30
         rows.append({"stage": number, "trains": stage.name, "trainable parameters": memory["trainable"],
-                     "memory floor (GiB)": memory["total"] / 2**30,
+                     "memory floor (GiB)": floor,
+                     f"GPUs of {GPU_MEMORY_GIB} GB at least": max(1, -(-int(floor * 2**30) // (GPU_MEMORY_GIB * 10**9))),
                      "training FLOPs": stage_flops_per_token(shape, stage) * tokens,
                      "saved model (GiB)": shape.total_params * save_bytes / 2**30})
     return rows
+
+
+def run_disk_gib(shape: Shape, base_rows: int, stages: int, base_bytes: int = 4, save_bytes: int = 2) -> dict:
+    """Disk of a run folder: the base model as loaded, and the stages plus the final model as saved."""
+    return {"base": shape.params_with_rows(base_rows) * base_bytes / 2**30,
+            "stages and final model": (stages + 1) * shape.total_params * save_bytes / 2**30}
 
 
 # Cited, not computed: phi-2's config.json (32 layers, 51,200 embedding rows), its tokenizer (50,295
@@ -117,33 +133,49 @@ def phi2_shape() -> Shape:
                  rows=plan_rows(PHI2_ROWS, EEVE_KOREAN_2_8B_VOCABULARY, multiple))
 
 
-def full_profile_stage_table() -> list[dict]:
-    """``stage_table`` for phi-2's shape and the ``full`` profile's token budgets."""
+
+def profile_stage_table(shape: Shape, profile: str) -> list[dict]:
+    """``stage_table`` for ``shape`` and the token budgets of ``profile``'s schedule."""
     from ..pipeline.profiles import load_profile
 
-    t = load_profile("full").training
+    t = load_profile(profile).training
     tokens = {b.stage: b.tokens or b.steps * t.batch_size * t.seq_len for b in t.schedule}
-    return stage_table(phi2_shape(), tokens)
+    return stage_table(shape, tokens)
+
+
+def full_profile_stage_table() -> list[dict]:
+    """``stage_table`` for phi-2's shape and the ``full`` profile's token budgets."""
+    return profile_stage_table(phi2_shape(), "full")
 
 
 # Cited, not computed: SOLAR-10.7B's config.json (upstage/SOLAR-10.7B-v1.0: hidden 4096, 48 layers,
 # 32 attention heads, 8 key-value heads, MLP 14336, a 32,000-token vocabulary, RMSNorm, no biases,
 # untied embeddings) and the EEVE-Korean-10.8B model card (a vocabulary of 40,960).
 SOLAR_HIDDEN, SOLAR_LAYERS, SOLAR_HEADS, SOLAR_KV_HEADS, SOLAR_MLP, SOLAR_TOKENS = 4096, 48, 32, 8, 14336, 32000
+SOLAR_ROWS = SOLAR_TOKENS  # SOLAR's embedding matrices are not padded
 EEVE_KOREAN_10_8B_VOCABULARY = 40960
 
 
 def solar_shape() -> Shape:
-    """SOLAR-10.7B extended as EEVE-Korean-10.8B (rows padded as the ``full`` profile pads)."""
+    """SOLAR-10.7B extended as EEVE-Korean-10.8B (rows padded as the ``full-solar`` profile pads)."""
     from ..method.embedding_init import plan_rows
     from ..pipeline.profiles import load_profile
 
-    multiple = load_profile("full").vocabulary.pad_to_multiple_of
+    multiple = load_profile("full-solar").vocabulary.pad_to_multiple_of
     return Shape(hidden=SOLAR_HIDDEN, layers=SOLAR_LAYERS, intermediate=SOLAR_MLP, n_base=SOLAR_TOKENS,
                  n_new=EEVE_KOREAN_10_8B_VOCABULARY - SOLAR_TOKENS,
                  rows=plan_rows(SOLAR_TOKENS, EEVE_KOREAN_10_8B_VOCABULARY, multiple),
                  heads=SOLAR_HEADS, kv_heads=SOLAR_KV_HEADS, gated_mlp=True, biases=False, rms_norm=True,
                  output_bias=False)
+
+
+def full_solar_stage_table() -> list[dict]:
+    """``stage_table`` for SOLAR-10.7B's shape and the ``full-solar`` profile's token budgets."""
+    return profile_stage_table(solar_shape(), "full-solar")
+
+
+#: the models of the paper: (name, shape, rows of the base model, profile whose budgets apply)
+MODELS = {"phi-2": (phi2_shape, PHI2_ROWS, "full"), "SOLAR-10.7B": (solar_shape, SOLAR_ROWS, "full-solar")}
 
 
 # Bytes per parameter, as the stage loop holds them: float32 weights (frozen ones too: the full
@@ -258,10 +290,12 @@ def print_memory_plans(gpus: int = 8, rank: int | None = None) -> None:
 
 
 if __name__ == "__main__":  # python -m eeve_lib.book.resources: the README's per-stage tables
-    shape = phi2_shape()
-    print(f"phi-2 extended to {shape.rows:,} rows: {shape.total_params:,} parameters")
-    print(f"{'stage':>5}  {'trainable':>14}  {'memory floor GiB':>16}  {'training FLOPs':>14}  trains")
-    for row in full_profile_stage_table():
-        print(f"{row['stage']:>5}  {row['trainable parameters']:>14,}  {row['memory floor (GiB)']:>16.1f}  "
-              f"{row['training FLOPs']:>14.3g}  {row['trains']}")
+    for name, (make_shape, base_rows, profile) in MODELS.items():
+        shape = make_shape()
+        print(f"{name} extended to {shape.rows:,} rows: {shape.total_params:,} parameters (budgets of profile {profile})")
+        print(f"{'stage':>5}  {'trainable':>14}  {'memory floor GiB':>16}  {'GPUs':>4}  {'training FLOPs':>14}  trains")
+        for row in profile_stage_table(shape, profile):
+            print(f"{row['stage']:>5}  {row['trainable parameters']:>14,}  {row['memory floor (GiB)']:>16.1f}  "
+                  f"{row[f'GPUs of {GPU_MEMORY_GIB} GB at least']:>4}  {row['training FLOPs']:>14.3g}  {row['trains']}")
+        print()
     print_memory_plans()

@@ -3,8 +3,12 @@
 For ``tiny`` and ``small`` a tokenizer of the base's family (byte-level BPE, as phi-2's) is
 trained on the English corpus and a small ``PhiForCausalLM`` is pretrained on it, on the CPU. It
 is the same architecture family and the same kind of tokenizer as phi-2, so Korean falls back to
-bytes exactly as it does with phi-2, which is what EEVE sets out to fix. For ``full`` the
-pipeline loads ``microsoft/phi-2`` instead (:mod:`eeve_lib.pipeline.base`). Shown in chapter 00.
+bytes exactly as it does with phi-2, which is what EEVE sets out to fix. ``tiny-llama`` does the
+same for the paper's other base, SOLAR-10.7B: a SentencePiece-style BPE with byte fallback and a
+small ``LlamaForCausalLM`` (untied embeddings, no biases, grouped key-value heads), the
+architecture SOLAR-10.7B shares with Llama-2. For ``full`` and ``full-solar`` the pipeline loads
+``microsoft/phi-2`` or ``upstage/SOLAR-10.7B-v1.0`` instead (:mod:`eeve_lib.pipeline.base`).
+Shown in chapter 00.
 """
 
 from __future__ import annotations
@@ -35,6 +39,37 @@ def build_phi_config(architecture: dict[str, Any], vocab_rows: int, eos_id: int)
     settings.setdefault("attention_dropout", 0.0)
     settings.setdefault("tie_word_embeddings", False)
     return PhiConfig(vocab_size=vocab_rows, bos_token_id=eos_id, eos_token_id=eos_id, **settings)
+
+
+def build_llama_config(architecture: dict[str, Any], vocab_rows: int, bos_id: int, eos_id: int):
+    """A ``LlamaConfig`` as SOLAR-10.7B's: untied head, no biases, no dropout (nothing drawn from the global RNG)."""
+    from transformers import LlamaConfig
+
+    settings = dict(architecture)
+    settings.setdefault("attention_dropout", 0.0)
+    settings.setdefault("attention_bias", False)
+    settings.setdefault("mlp_bias", False)
+    settings.setdefault("tie_word_embeddings", False)
+    return LlamaConfig(vocab_size=vocab_rows, bos_token_id=bos_id, eos_token_id=eos_id, **settings)
+
+
+ARCHITECTURES = ("phi", "llama")
+
+
+def build_config(architecture_type: str, architecture: dict[str, Any], vocab_rows: int, bos_id: int, eos_id: int):
+    """The configuration of a base model of ``architecture_type`` (``phi`` or ``llama``)."""
+    if architecture_type == "phi":
+        return build_phi_config(architecture, vocab_rows, eos_id)
+    if architecture_type == "llama":
+        return build_llama_config(architecture, vocab_rows, bos_id, eos_id)
+    raise EeveError(f"Unknown architecture type {architecture_type!r}; known: {', '.join(ARCHITECTURES)}.")
+
+
+def new_model(architecture_type: str, config):
+    """A freshly initialised ``PhiForCausalLM`` or ``LlamaForCausalLM`` (seed the global RNG first)."""
+    from transformers import LlamaForCausalLM, PhiForCausalLM
+
+    return {"phi": PhiForCausalLM, "llama": LlamaForCausalLM}[architecture_type](config)
 
 
 def pretrain(model, train_stream: torch.Tensor, validation_stream: torch.Tensor, settings, seed: int,
@@ -75,4 +110,5 @@ def pretrain(model, train_stream: torch.Tensor, validation_stream: torch.Tensor,
     return log
 
 
-__all__ = ["padded_rows", "build_phi_config", "pretrain"]
+__all__ = ["padded_rows", "build_phi_config", "build_llama_config", "build_config", "new_model", "ARCHITECTURES",
+           "pretrain"]

@@ -17,6 +17,16 @@ text), so text without Hangul is segmented by the base merges alone and gets exa
 prefix (`` UAE와``), and the build checks the rule (:func:`check_new_merges_need_hangul`).
 Chapter 02 explains the choice.
 
+The family says how a candidate's pieces are joined (:meth:`TokenizerFamily.merge_plan`, the
+Hangul-anchored chain) and
+which single pieces must first become vocabulary entries (:meth:`TokenizerFamily.missing_pieces`:
+none for byte-level BPE, whose alphabet holds every byte; the Hangul characters a
+SentencePiece-style vocabulary lacks, which would otherwise fall back to bytes that no merge
+joins). Such a piece is a support token too, unless it is a candidate itself. A new single piece
+must contain Hangul, so that text without Hangul keeps the base ids: a candidate that would need
+another one, or for which the family finds no acceptable chain, is left unbuilt (``unbuildable``)
+and, never produced, is dropped by the frequency loop.
+
 The added-special-token alternative (``tokenizer.add_tokens``), which bypasses the BPE model and
 matches inside words, is :func:`added_tokens_tokenizer`, used only as a comparison in chapter 02.
 """
@@ -28,47 +38,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..errors import TokenizerError
-from .families import TokenizerFamily, family_of, merge_pairs, tokenizer_json
+from .families import (TokenizerFamily, family_of, hangul_anchored_merges, left_to_right_merges, merge_pairs,
+                       tokenizer_json)
 
 MergeChain = Callable[[Sequence[str], Callable[[str], bool]], "list[tuple[str, str]] | None"]
-
-
-def hangul_anchored_merges(pieces: Sequence[str], needs_hangul: Callable[[str], bool]
-                           ) -> list[tuple[str, str]] | None:
-    """Merges that join ``pieces`` into one token, each firing only on text with Hangul; None if impossible.
-
-    ``needs_hangul(piece)`` says whether a piece occurs only in text with Hangul (the family's
-    ``piece_needs_hangul``). The first merge is the leftmost pair whose result needs Hangul
-    (" 대" starts with "Ġ"+"ë", since every character beginning with byte EB is Hangul; " 가"
-    with "ê"+"°", since EA alone also begins Yi and Latin Extended-D). The piece it makes holds
-    Hangul, so it then absorbs its left neighbours one by one, then its right ones: for pure
-    Hangul this is the left-to-right chain, and a Latin prefix (" UAE" of " UAE와") is joined
-    last, never merged on its own. None when no pair needs Hangul (e.g. "ㄷㄷ", whose bytes
-    E3 84 also begin Bopomofo).
-    """
-    parts = list(pieces)
-    start = next((i for i in range(len(parts) - 1) if needs_hangul(parts[i] + parts[i + 1])), None)
-    if start is None:
-        return None if len(parts) > 1 else []
-    plan = [(parts[start], parts[start + 1])]
-    anchor = parts[start] + parts[start + 1]
-    for piece in reversed(parts[:start]):
-        plan.append((piece, anchor))
-        anchor = piece + anchor
-    for piece in parts[start + 2:]:
-        plan.append((anchor, piece))
-        anchor += piece
-    return plan
-
-
-def left_to_right_merges(pieces: Sequence[str], needs_hangul: Callable[[str], bool] | None = None
-                         ) -> list[tuple[str, str]]:
-    """The chain ((p1 p2) p3) ... that the build used before issue 11; chapter 02 compares it.
-
-    Its first merges join a Latin prefix on its own (" U" + "AE" for " UAE와"), so they fire on
-    English; :func:`build_target_tokenizer` refuses it unless ``require_hangul=False``.
-    """
-    return [("".join(pieces[:i + 1]), pieces[i + 1]) for i in range(len(pieces) - 1)]
 
 
 def check_new_merges_need_hangul(new_merges: Sequence[tuple[str, str]], family: TokenizerFamily) -> None:
@@ -107,7 +80,7 @@ def _base_size(spec: dict) -> int:
     return max(ids) + 1
 
 
-def build_target_tokenizer(base_tokenizer, candidates: Sequence[str], merge_chain: MergeChain = hangul_anchored_merges,
+def build_target_tokenizer(base_tokenizer, candidates: Sequence[str], merge_chain: MergeChain | None = None,
                            require_hangul: bool = True) -> TargetTokenizer:
     """Extend ``base_tokenizer`` with ``candidates`` (spelled as its family spells pieces); chapter 02.
 
@@ -115,8 +88,9 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str], merge_chai
     without Hangul could build (see :func:`hangul_anchored_merges`) are left out and listed in
     ``unbuildable``. Deterministic: the same candidates in the same order give the same
     tokenizer, byte for byte. Raises :class:`TokenizerError` if a new merge could fire on text
-    without Hangul. ``merge_chain`` and ``require_hangul=False`` exist for chapter 02's comparison
-    with :func:`left_to_right_merges`.
+    without Hangul. By default each candidate's merges are the family's ``merge_plan`` (the
+    Hangul-anchored chain); ``merge_chain`` and ``require_hangul=False`` exist for chapter 02's
+    comparison with :func:`left_to_right_merges`.
     """
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
@@ -135,14 +109,17 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str], merge_chai
     wanted_set = set(wanted)
     new_tokens, support, unbuildable = [], [], []
 
-    def add_merge(pair: tuple[str, str]) -> str:
-        """Append the merge ``pair`` (and its result to the vocabulary if new); return the result."""
+    def add_entry(result: str) -> None:
         nonlocal next_id
-        result = pair[0] + pair[1]
         if result not in vocab:
             vocab[result] = next_id
             next_id += 1
             (new_tokens if result in wanted_set else support).append(result)
+
+    def add_merge(pair: tuple[str, str]) -> str:
+        """Append the merge ``pair`` (and its result to the vocabulary if new); return the result."""
+        result = pair[0] + pair[1]
+        add_entry(result)
         if pair not in ranks:
             ranks[pair] = len(merges)
             merges.append(pair)
@@ -151,15 +128,24 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str], merge_chai
     for token in wanted:
         if token in vocab:  # created earlier as a support token: it is a candidate after all
             continue
+        missing = family.missing_pieces(token, vocab)
+        if not all(map(family.piece_needs_hangul, missing)):
+            unbuildable.append(token)
+            continue
+        for piece in missing:
+            add_entry(piece)
         pieces = family.segment(token, ranks)
-        while len(pieces) > 1:  # once, unless an earlier merge of the new pieces outranks the plan
-            plan = merge_chain(pieces, family.piece_needs_hangul)
+        for _ in range(len(token)):  # once, unless an earlier merge of the new pieces outranks the plan
+            if len(pieces) < 2:
+                break
+            plan = family.merge_plan(pieces) if merge_chain is None else merge_chain(pieces, family.piece_needs_hangul)
             if plan is None:
-                unbuildable.append(token)
                 break
             for pair in plan:
                 add_merge(pair)
             pieces = family.segment(token, ranks)
+        if len(pieces) > 1 and token not in vocab:
+            unbuildable.append(token)
     if require_hangul:
         check_new_merges_need_hangul(merges[base_merges:], family)
 

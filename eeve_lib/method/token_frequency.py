@@ -2,12 +2,14 @@
 
 In the paper this ran over about 100 GB. BPE works on each pre-token (word) independently, so the
 exact token counts follow from counting the distinct words once and encoding each distinct word
-once, weighted by its count. Word counting is a C-level regex scan (the pattern of the base's
-pre-tokeniser, from its tokenizer family) streamed in batches, shared with helper processes for large
-corpora; the distinct words are encoded by a lean copy of the tokenizer's own encoder (the family's), hundreds
-of words per call; the counts are a vectorised ``numpy.bincount``. The word counts do not depend
-on the new merges, so the loop of chapter 02 counts words once and only re-encodes the distinct
-words in each iteration.
+once, weighted by its count. Word counting is a C-level regex scan streamed in batches, shared
+with helper processes for large corpora; what a word is comes from the tokenizer family
+(:class:`~.families.SplitterSettings`): a match of the base's pre-tokeniser pattern for
+byte-level BPE, a stretch of normalised text that no merge crosses for SentencePiece-style BPE.
+The distinct words are encoded by a lean copy of the tokenizer's own encoder (the family's),
+hundreds of words per call; the counts are a vectorised ``numpy.bincount``. The word counts do
+not depend on the new merges, so the loop of chapter 02 counts words once and only re-encodes the
+distinct words in each iteration.
 
 ``benchmarks/token_counting.py`` checks that this gives exactly the counts of the naive loop and
 of ``encode_batch``, and measures the throughput of each. Shown in chapter 02.
@@ -59,14 +61,27 @@ class WordCounts:
 
 
 class _Splitter:
-    """Splits raw text the way the tokenizer does before BPE: added tokens first, then the regex."""
+    """Splits raw text the way the tokenizer does before BPE: added tokens first, then the family's
+    per-stretch rules (a character map, a prefix) and its word pattern (see ``SplitterSettings``)."""
 
-    def __init__(self, pattern: str, added_tokens: Sequence[str], normalize_nfc: bool):
-        self.pattern = regex.compile(pattern)
-        longest_first = sorted(set(added_tokens), key=len, reverse=True)
+    def __init__(self, settings):
+        self.pattern = regex.compile(settings.pattern)
+        longest_first = sorted(set(settings.added_tokens), key=len, reverse=True)
         self.added = (_stdlib_re.compile("|".join(map(_stdlib_re.escape, longest_first)))
                       if longest_first else None)
-        self.nfc = normalize_nfc
+        self.nfc = settings.nfc
+        self.table = str.maketrans(dict(settings.char_map)) if settings.char_map else None
+        self.prefix, self.prefix_where, self.prefix_if_absent = (settings.prefix, settings.prefix_where,
+                                                                 settings.prefix_if_absent)
+
+    def _stretch(self, text: str, at_start: bool) -> str:
+        """A stretch of text between added tokens as the tokenizer hands it on: mapped, maybe prefixed."""
+        if self.table is not None:
+            text = text.translate(self.table)
+        if self.prefix and text and (at_start or self.prefix_where == "every") and not (
+                self.prefix_if_absent and text.startswith(self.prefix)):
+            text = self.prefix + text
+        return text
 
     def count_into(self, docs: Sequence[str], words: Counter, added: Counter) -> tuple[int, int]:
         """Add the pre-tokens of ``docs`` to ``words``, added tokens to ``added``; return (characters, bytes)."""
@@ -76,28 +91,30 @@ class _Splitter:
         chars = sum(map(len, docs))
         nbytes = sum(map(len, map(str.encode, docs)))
         findall = self.pattern.findall
+        plain = self.table is None and not self.prefix
         if self.added is None or not any(map(self.added.search, docs)):
             # The common case: no added token in the batch. Counter.update on an iterator counts in C,
-            # so the whole batch is scanned without a Python-level step per document or per word.
-            words.update(itertools.chain.from_iterable(map(findall, docs)))
+            # so the whole batch is scanned without a Python-level step per word.
+            stretches = docs if plain else [self._stretch(doc, True) for doc in docs]
+            words.update(itertools.chain.from_iterable(map(findall, stretches)))
             return chars, nbytes
         for doc in docs:
             start = 0
             for m in self.added.finditer(doc):
-                words.update(findall(doc[start:m.start()]))
+                words.update(findall(self._stretch(doc[start:m.start()], start == 0)))
                 added[m.group()] += 1
                 start = m.end()
-            words.update(findall(doc[start:]))
+            words.update(findall(self._stretch(doc[start:], start == 0)))
         return chars, nbytes
 
 
-def _count_in_helper(inbox, outbox, pattern: str, added_tokens: Sequence[str], normalize_nfc: bool) -> None:
+def _count_in_helper(inbox, outbox, settings) -> None:
     """A helper process: count every batch it receives into one Counter, and send it back once.
 
     Sending one Counter per helper at the end, instead of one per batch, keeps the pickling and
     the merging in the parent proportional to the distinct words, not to the number of batches.
     """
-    splitter = _Splitter(pattern, added_tokens, normalize_nfc)
+    splitter = _Splitter(settings)
     words: Counter = Counter()
     added: Counter = Counter()
     docs = chars = nbytes = 0
@@ -132,8 +149,7 @@ def _get(queue_, processes):
             _check_alive(processes)
 
 
-def _count_with_helpers(batches: Iterable[list[str]], helpers: int, settings: tuple[str, list[str], bool],
-                        count_here) -> list[tuple]:
+def _count_with_helpers(batches: Iterable[list[str]], helpers: int, settings, count_here) -> list[tuple]:
     """Count ``batches`` in ``helpers`` extra processes and, whenever they are all busy, here.
 
     Returns each helper's (words, added, docs, chars, bytes). A batch goes to the helpers only
@@ -143,7 +159,7 @@ def _count_with_helpers(batches: Iterable[list[str]], helpers: int, settings: tu
     ctx = multiprocessing.get_context("spawn")
     inbox = ctx.Queue(maxsize=2 * helpers)
     outbox = ctx.Queue()
-    processes = [ctx.Process(target=_count_in_helper, args=(inbox, outbox, *settings), daemon=True)
+    processes = [ctx.Process(target=_count_in_helper, args=(inbox, outbox, settings), daemon=True)
                  for _ in range(helpers)]
     for p in processes:
         p.start()
@@ -178,7 +194,7 @@ def _count_words(texts: Iterable[str], tokenizer, *, workers: int = 0, batch_siz
     first = list(itertools.islice(batches, _MIN_BATCHES_FOR_HELPERS))
     workers = workers or (os.cpu_count() or 1)
     bar = tqdm(total=total_documents, desc="counting words", unit="doc", disable=not progress)
-    splitter = _Splitter(*settings)
+    splitter = _Splitter(settings)
     words: Counter = Counter()
     added: Counter = Counter()
     docs = chars = nbytes = 0
@@ -250,12 +266,15 @@ def token_counts(tokenizer, word_counts: WordCounts, *, batch_size: int = 16384,
     vocab_size = backend.get_vocab_size(with_added_tokens=True)
     totals = np.zeros(vocab_size, dtype=np.int64)
     words, counts = word_counts.words, word_counts.counts
-    lean = family_of(backend).word_encoder(backend, words)
+    family = family_of(backend)
+    lean = family.word_encoder(backend, words)
+    word_backend = None
     for start in tqdm(range(0, len(words), batch_size), desc="encoding distinct words", disable=not progress):
         block, weights = words[start:start + batch_size], counts[start:start + batch_size]
         block_totals = _encode_words_in_runs(*lean, block, weights, vocab_size) if lean else None
         if block_totals is None:
-            block_totals = _encode_words_one_by_one(backend, block, weights, vocab_size)
+            word_backend = word_backend or family.word_backend(backend)
+            block_totals = _encode_words_one_by_one(word_backend, block, weights, vocab_size)
         totals += block_totals
     vocab = backend.get_vocab(with_added_tokens=True)
     for token, n in word_counts.added.items():

@@ -1,8 +1,9 @@
 """The pipeline's step 0: build, or reuse, ``runs/<profile>/base/``.
 
-``tiny`` and ``small`` pretrain a small English base here (:mod:`eeve_lib.method.base_model`);
-``full`` copies microsoft/phi-2 at the revision pinned in the profile; ``full-dry`` copies the
-local phi-2-shaped stand-in. Either way the result is saved with ``save_pretrained`` and reused
+``tiny``, ``small`` and ``tiny-llama`` pretrain a small English base here
+(:mod:`eeve_lib.method.base_model`; the profile's ``base_model.architecture_type`` says phi or
+llama); ``full`` and ``full-solar`` copy microsoft/phi-2 or upstage/SOLAR-10.7B-v1.0 at the
+revision pinned in the profile; ``full-dry`` and ``solar-dry`` copy their local stand-ins. Either way the result is saved with ``save_pretrained`` and reused
 while the key of its inputs (code, base-model settings, seed, the English data's checksums)
 matches. Shown in chapter 00.
 """
@@ -19,7 +20,7 @@ import torch
 from ..errors import EeveError
 from ..method import base_model as base_method
 from ..method import lm
-from ..method.base_model import build_phi_config, padded_rows, pretrain
+from ..method.base_model import build_config, new_model, padded_rows, pretrain
 from ..method.families import family_modules, family_named
 from ..method.lm import pack_documents
 from ..runtime import deterministic, resolve_device, resolve_dtype, seeded
@@ -55,17 +56,15 @@ def _save_base(paths: RunPaths, model, tokenizer, info: dict[str, Any]) -> None:
 
 
 def _pretrain_base(profile: Profile, paths: RunPaths, english: Corpus, key: str, progress: bool) -> dict[str, Any]:
-    from transformers import PhiForCausalLM
-
     bm = profile.base_model
     device = resolve_device(profile.device)
     started = time.time()
     tokenizer = family_named(bm.tokenizer_family).train_base_tokenizer(english.train, bm.tokenizer_vocab_size,
                                                                        bm.tokenizer_added_tokens)
     rows = padded_rows(len(tokenizer), bm.pad_vocab_to_multiple_of)
-    config = build_phi_config(bm.architecture, rows, tokenizer.eos_token_id)
+    config = build_config(bm.architecture_type, bm.architecture, rows, tokenizer.bos_token_id, tokenizer.eos_token_id)
     with seeded(profile.seed), deterministic():
-        model = PhiForCausalLM(config)
+        model = new_model(bm.architecture_type, config)
     model.to(device)
     train_stream = pack_documents(tokenizer, english.train)
     validation_stream = pack_documents(tokenizer, english.validation)
@@ -94,7 +93,7 @@ def _pretrain_base(profile: Profile, paths: RunPaths, english: Corpus, key: str,
 
 
 def _copy_external_base(profile: Profile, paths: RunPaths, key: str) -> dict[str, Any]:
-    """Load phi-2 from the hub (``full``) or the local stand-in (``full-dry``) and save a copy."""
+    """Load the base from the hub (``full``, ``full-solar``) or a local stand-in (``full-dry``, ``solar-dry``); save a copy."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     bm = profile.base_model
@@ -107,7 +106,7 @@ def _copy_external_base(profile: Profile, paths: RunPaths, key: str) -> dict[str
         where = where if where.is_absolute() else PROJECT_ROOT / where
         if not (where / "config.json").is_file():
             raise EeveError(f"The base model of profile {profile.name!r} is read from {where}, which does not "
-                            f"hold a model yet. Create it with `eeve prepare-full-dry`.")
+                            f"hold a model yet. Create it with `eeve prepare-full-dry --profile {profile.name}`.")
     dtype = resolve_dtype(bm.dtype, resolve_device(profile.device))
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)

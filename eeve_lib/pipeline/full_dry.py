@@ -1,12 +1,19 @@
-"""The phi-2-shaped stand-in of the ``full-dry`` profile.
+"""The stand-ins of the ``full-dry`` (phi-2-shaped) and ``solar-dry`` (SOLAR-10.7B-shaped) profiles.
 
-``full`` downloads microsoft/phi-2; nothing here can. So ``full-dry`` reads a local model of the
-same *shape*: phi-2's configuration (hidden size 2560, 32 heads, untied head with a bias, the
-vocabulary padded to 51,200 rows) with random weights, and a byte-level BPE tokenizer of phi-2's
-size (50,257 BPE entries plus 38 whitespace tokens, 50,295 in all) trained locally on English.
-Only the number of layers is cut down (profile ``full-dry``). ``eeve prepare-full-dry`` writes
-it; chapter 00 at ``full-dry`` then loads it exactly as ``full`` loads phi-2. Shown in "Run the
-full-scale version".
+``full`` downloads microsoft/phi-2 and ``full-solar`` upstage/SOLAR-10.7B-v1.0; nothing here can.
+So the dry profiles read a local model of the same *shape* with random weights and a tokenizer of
+the same family and size trained locally on English:
+
+* ``full-dry``: phi-2's configuration (hidden size 2560, 32 heads, untied head with a bias, the
+  vocabulary padded to 51,200 rows) and a byte-level BPE of phi-2's size (50,257 BPE entries plus
+  38 whitespace tokens, 50,295 in all);
+* ``solar-dry``: SOLAR-10.7B's configuration (a Llama: hidden size 4096, 32 heads with 8
+  key-value heads, MLP 14,336, untied head without a bias, 32,000 rows, unpadded) and a
+  SentencePiece-style BPE with byte fallback of SOLAR's 32,000 pieces.
+
+Only the number of layers is cut down (the profile's ``num_hidden_layers``). ``eeve
+prepare-full-dry --profile <name>`` writes it; chapter 00 then loads it exactly as the full
+profile loads the real model. Shown in "Run the full-scale version".
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from pathlib import Path
 import torch
 
 from . import atomic
-from ..method.base_model import build_phi_config, padded_rows
+from ..method.base_model import build_config, new_model, padded_rows
 from ..method.families import family_named
 from .corpora import load_corpus
 from .profiles import PROJECT_ROOT, load_profile
@@ -26,8 +33,6 @@ from ..runtime import deterministic, seeded
 def prepare_full_dry_base(output: str | Path | None = None, layers: int | None = None, profile: str = "full-dry",
                           overrides: dict | None = None) -> Path:
     """Write the stand-in (config, random bf16 weights, tokenizer) to the profile's ``local_path``."""
-    from transformers import PhiForCausalLM
-
     p = load_profile(profile, overrides)
     bm = p.base_model
     target = Path(output or bm.local_path)
@@ -39,10 +44,10 @@ def prepare_full_dry_base(output: str | Path | None = None, layers: int | None =
     architecture = dict(bm.architecture)
     if layers is not None:
         architecture["num_hidden_layers"] = layers
-    config = build_phi_config(architecture, rows, tokenizer.eos_token_id)
+    config = build_config(bm.architecture_type, architecture, rows, tokenizer.bos_token_id, tokenizer.eos_token_id)
     with seeded(p.seed), deterministic():
-        model = PhiForCausalLM(config)
-    # phi-2's published weights are 16-bit; store the stand-in in bfloat16 as well.
+        model = new_model(bm.architecture_type, config)
+    # phi-2's and SOLAR-10.7B's published weights are 16-bit; store the stand-in in bfloat16 as well.
     model.to(torch.bfloat16)
     model.generation_config.pad_token_id = tokenizer.eos_token_id
     with atomic.directory(target) as tmp:

@@ -147,6 +147,9 @@ class BaseModelSettings:
     # Extra added tokens appended after BPE training, like phi-2's whitespace tokens.
     tokenizer_added_tokens: int = _allowed(0, default=0)
     pad_vocab_to_multiple_of: int = _allowed(1, default=64)
+    # The model class pretrained here or built as a stand-in: PhiForCausalLM (phi-2) or
+    # LlamaForCausalLM (SOLAR-10.7B); hub and local models bring their own configuration.
+    architecture_type: Literal["phi", "llama"] = "phi"
     architecture: dict[str, Any] = field(default_factory=dict, metadata={"check": _check_architecture})
     pretrain: PretrainSettings | None = None
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"

@@ -5,17 +5,19 @@ intermediate tokenizer is trained with the base's own normalisation and pre-toke
 new token's merges are derived and how words are counted fast and exactly differ between
 tokenizer families. Each family implements :class:`TokenizerFamily`; :func:`family_of` picks the
 one that matches a base tokenizer. The method modules call only this interface, so adding a
-family (e.g. the SentencePiece-style BPE of SOLAR-10.7B) is one new module here, registered in
-``FAMILIES``, and nothing else.
+family is one new module here, registered in :func:`_families`, and nothing else.
 
-Implemented: :mod:`.byte_level` (GPT-2/phi-2). Shown in chapters 01 and 02.
+Implemented: :mod:`.byte_level` (GPT-2/phi-2: pieces are bytes) and :mod:`.sentencepiece_bpe`
+(Llama-2/SOLAR-10.7B: pieces are characters with "▁" for the space, and byte fallback). Shown in
+chapters 01 and 02.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Sequence
 
 from ...errors import TokenizerError
 
@@ -68,6 +70,63 @@ def with_nfc(normalizer: dict | None) -> dict:
     if contains_type(normalizer, "NFC"):
         return normalizer
     return {"type": "Sequence", "normalizers": [normalizer, nfc]}
+
+
+def hangul_anchored_merges(pieces: Sequence[str], needs_hangul) -> list[tuple[str, str]] | None:
+    """Merges that join ``pieces`` into one token, each firing only on text with Hangul; None if impossible.
+
+    ``needs_hangul(piece)`` says whether a piece occurs only in text with Hangul (the family's
+    ``piece_needs_hangul``). The first merge is the leftmost pair whose result needs Hangul
+    (byte-level: " 대" starts with "Ġ"+"ë", since every character beginning with byte EB is
+    Hangul; " 가" with "ê"+"°", since EA alone also begins Yi and Latin Extended-D). The piece it
+    makes holds Hangul, so it then absorbs its left neighbours one by one, then its right ones:
+    for pure Hangul this is the left-to-right chain, and a Latin prefix (" UAE" of " UAE와",
+    "▁(" of "▁(주)") is joined last, never merged on its own. None when no pair needs Hangul
+    (e.g. "ㄷㄷ", whose bytes E3 84 also begin Bopomofo).
+    """
+    parts = list(pieces)
+    start = next((i for i in range(len(parts) - 1) if needs_hangul(parts[i] + parts[i + 1])), None)
+    if start is None:
+        return None if len(parts) > 1 else []
+    plan = [(parts[start], parts[start + 1])]
+    anchor = parts[start] + parts[start + 1]
+    for piece in reversed(parts[:start]):
+        plan.append((piece, anchor))
+        anchor = piece + anchor
+    for piece in parts[start + 2:]:
+        plan.append((anchor, piece))
+        anchor += piece
+    return plan
+
+
+def left_to_right_merges(pieces: Sequence[str], needs_hangul=None) -> list[tuple[str, str]]:
+    """The chain ((p1 p2) p3) ... that the build used before issue 11; chapter 02 compares it.
+
+    Its first merges join a Latin prefix on its own (" U" + "AE" for " UAE와"), so they fire on
+    English; the target tokenizer's build refuses it unless ``require_hangul=False``.
+    """
+    return [("".join(pieces[:i + 1]), pieces[i + 1]) for i in range(len(pieces) - 1)]
+
+
+@dataclass(frozen=True)
+class SplitterSettings:
+    """How the word counter cuts raw text into the units BPE sees, as the tokenizer does.
+
+    Added tokens are cut out of the raw text first; each stretch of text between them has
+    ``char_map`` applied (single characters, e.g. a space to its piece spelling) and gets
+    ``prefix`` prepended when it is not empty (on every stretch, or only on one that starts
+    the text; with ``prefix_if_absent`` only when it does not already start with it); then
+    ``pattern`` finds the units. NFC, when on, is applied to the whole text first. A plain,
+    picklable record: helper processes of the counter rebuild the splitter from it.
+    """
+
+    pattern: str
+    added_tokens: tuple[str, ...] = ()
+    nfc: bool = False
+    char_map: tuple[tuple[str, str], ...] = ()
+    prefix: str = ""
+    prefix_where: Literal["every", "start"] = "every"
+    prefix_if_absent: bool = False
 
 
 class TokenizerFamily(ABC):
@@ -124,14 +183,34 @@ class TokenizerFamily(ABC):
         """How the merges built so far segment a spelled token (BPE: lowest rank first)."""
         return bpe_segment(token, ranks)
 
+    def missing_pieces(self, token: str, vocab: dict[str, int]) -> list[str]:
+        """Single pieces that must become vocabulary entries before merges can build ``token``.
+
+        None for a byte-level BPE, whose alphabet holds every byte; a SentencePiece-style BPE
+        lacks characters it never saw, which would fall back to bytes that no merge joins.
+        """
+        return []
+
+    def merge_plan(self, pieces: Sequence[str]) -> list[tuple[str, str]] | None:
+        """The merges that join ``pieces`` (the current segmentation of a candidate) into one token.
+
+        Every merge's result needs Hangul (:func:`hangul_anchored_merges`); None when no such
+        chain exists (the candidate is then left unbuilt).
+        """
+        return hangul_anchored_merges(pieces, self.piece_needs_hangul)
+
     @abstractmethod
     def extended_spec(self, spec: dict, vocab: dict[str, int], merges: list[tuple[str, str]]) -> dict:
         """The base's ``tokenizer.json`` with the extended vocabulary and merges."""
 
     # -- counting (step 4) ----------------------------------------------------------------------
     @abstractmethod
-    def splitter_settings(self, spec: dict) -> tuple[str, list[str], bool]:
-        """``(pre-tokeniser regex, added tokens, apply NFC)`` for counting words as the tokenizer splits them."""
+    def splitter_settings(self, spec: dict) -> SplitterSettings:
+        """How to cut raw text into the words (units) BPE sees, so that counting them is exact."""
+
+    def word_backend(self, backend):
+        """A tokenizer that encodes one counted word exactly as ``backend`` encodes it inside a text."""
+        return backend
 
     @abstractmethod
     def word_encoder(self, backend, words: Sequence[str]) -> tuple[Any, Any] | None:
@@ -140,8 +219,9 @@ class TokenizerFamily(ABC):
 
 def _families() -> list[type[TokenizerFamily]]:
     from .byte_level import ByteLevelBPE
+    from .sentencepiece_bpe import SentencePieceBPE
 
-    return [ByteLevelBPE]
+    return [ByteLevelBPE, SentencePieceBPE]
 
 
 def family_of(tokenizer) -> TokenizerFamily:
@@ -177,5 +257,5 @@ def family_modules() -> list:
     return [sys.modules[__name__]] + [sys.modules[cls.__module__] for cls in _families()]
 
 
-__all__ = ["TokenizerFamily", "family_of", "family_named", "family_modules", "tokenizer_json", "bpe_segment", "merge_pairs", "with_nfc",
-           "contains_type", "supported_families"]
+__all__ = ["hangul_anchored_merges", "left_to_right_merges", "TokenizerFamily", "SplitterSettings", "family_of", "family_named", "family_modules", "tokenizer_json",
+           "bpe_segment", "merge_pairs", "left_to_right_merges", "with_nfc", "contains_type", "supported_families"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...errors import TokenizerError
 from ..candidates import HANGUL_RANGES, is_hangul
-from . import TokenizerFamily, contains_type, with_nfc
+from . import SplitterSettings, TokenizerFamily, contains_type, with_nfc
 
 END_OF_TEXT = "<|endoftext|>"
 # The pattern of the tokenizers library's ByteLevel pre-tokenizer (use_regex=True), i.e. GPT-2's.
@@ -234,7 +234,7 @@ class ByteLevelBPE(TokenizerFamily):
         extended["model"] = dict(spec["model"], vocab=vocab, merges=[list(p) for p in merges])
         return extended
 
-    def splitter_settings(self, spec: dict) -> tuple[str, list[str], bool]:
+    def splitter_settings(self, spec: dict) -> SplitterSettings:
         pre = spec.get("pre_tokenizer") or {}
         byte_levels = [pre] if pre.get("type") == "ByteLevel" else pre.get("pretokenizers", [])
         if len(byte_levels) != 1 or byte_levels[0].get("type") != "ByteLevel" \
@@ -244,8 +244,8 @@ class ByteLevelBPE(TokenizerFamily):
         norm = spec.get("normalizer")
         if not _nfc_only(norm):
             raise TokenizerError("The word counter mirrors only tokenizers with no normaliser or NFC.")
-        added = [t["content"] for t in spec.get("added_tokens", [])]
-        return GPT2_PATTERN, added, bool(norm)
+        added = tuple(t["content"] for t in spec.get("added_tokens", []))
+        return SplitterSettings(GPT2_PATTERN, added, bool(norm))
 
     def word_encoder(self, backend, words: Sequence[str]):
         """A leaner copy of ``backend`` for encoding distinct words, and each token's length in bytes.
