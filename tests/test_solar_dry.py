@@ -1,0 +1,153 @@
+"""SOLAR-10.7B's path without the hub: a cut-down solar-dry run, and full-solar failing fast offline."""
+
+import time
+import unicodedata
+
+import pytest
+import torch
+
+from eeve_lib.errors import OfflineError
+from eeve_lib.method.stages import STAGES
+from eeve_lib.pipeline import hub
+from eeve_lib.pipeline.profiles import load_profile
+
+CUT_DOWN = {
+    "data.max_korean_documents": 12000,
+    # stage 7 rather than full-dry's 6: the body trains, the embeddings stay, and AdamW over SOLAR's
+    # 4096-wide embeddings and its 14336-wide MLP together would not leave room for the rest of the suite
+    "training.schedule": [{"stage": 1, "steps": 1, "learning_rate": 1e-4},
+                          {"stage": 4, "steps": 1, "learning_rate": 5e-5},
+                          {"stage": 7, "steps": 1, "learning_rate": 2e-5}],
+    "training.seq_len": 32,
+    "training.batch_size": 1,
+    "evaluation.max_korean_chars": 300,
+    "evaluation.max_english_chars": 300,
+}
+
+
+@pytest.fixture(scope="module")
+def solar_dry(tmp_path_factory):
+    """solar-dry with one layer and three one-step stages, end to end through the library."""
+    from eeve_lib.pipeline.base import ensure_base_model
+    from eeve_lib.pipeline.full_dry import prepare_full_dry_base
+    from eeve_lib.pipeline.training import run_schedule
+    from eeve_lib.pipeline.vocabulary import expand_vocabulary
+
+    root = tmp_path_factory.mktemp("solar-dry")
+    standin = prepare_full_dry_base(root / "standin", layers=1, profile="solar-dry")
+    profile = load_profile("solar-dry", {**CUT_DOWN, "base_model.local_path": str(standin)})
+    run = root / "run"
+    ensure_base_model(profile, run, progress=False)
+    expansion = expand_vocabulary(profile, run, progress=False)
+    result = run_schedule(profile, run, progress=False)
+    return {"profile": profile, "run": run, "expansion": expansion, "result": result}
+
+
+def test_the_standin_has_solars_shape(solar_dry):
+    from transformers import AutoConfig, AutoTokenizer
+
+    from eeve_lib.method.families import family_of
+
+    config = AutoConfig.from_pretrained(solar_dry["run"] / "base")
+    tok = AutoTokenizer.from_pretrained(solar_dry["run"] / "base")
+    assert config.model_type == "llama" and not config.tie_word_embeddings
+    assert (config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.intermediate_size) == \
+        (4096, 32, 8, 14336)
+    assert len(tok) == 32000 == config.vocab_size, "SOLAR-10.7B's 32,000 rows are not padded"
+    assert family_of(tok).name == "SentencePiece BPE"
+    assert tok.convert_ids_to_tokens([0, 1, 2, 3, 258]) == ["<unk>", "<s>", "</s>", "<0x00>", "<0xFF>"]
+
+
+def test_new_ids_start_after_the_last_row_and_the_matrices_grow(solar_dry):
+    ext = solar_dry["result"].extension
+    assert ext.base_size == ext.base_rows == 32000
+    assert ext.target_size > ext.base_rows and ext.rows % 64 == 0 and ext.rows - ext.target_size < 64
+
+
+def test_every_new_row_holds_its_own_initialisation(solar_dry):
+    from eeve_lib.pipeline.base import load_base
+    from eeve_lib.pipeline.training import initialise_extended_model
+
+    profile, run = solar_dry["profile"], solar_dry["run"]
+    base, _ = load_base(profile, run)
+    model, _, _, ext = initialise_extended_model(profile, run)
+    old_in, old_out = base.get_input_embeddings().weight, base.lm_head.weight
+    new_in, new_out = model.get_input_embeddings().weight, model.lm_head.weight
+    assert model.lm_head.bias is None
+    assert model.config.vocab_size == new_in.shape[0] == new_out.shape[0] == ext.rows
+    assert torch.equal(new_in[:ext.base_size], old_in) and torch.equal(new_out[:ext.base_size], old_out)
+    for i, pieces in zip(ext.new_ids, ext.pieces):
+        assert torch.equal(new_out[i], old_out[pieces[0]])
+        assert torch.equal(new_in[i], old_in[pieces].float().mean(0))
+
+
+def test_stages_saved_in_bfloat16_keep_frozen_blocks_exact(solar_dry):
+    import json
+
+    from safetensors.torch import load_file
+
+    run, profile = solar_dry["run"], solar_dry["profile"]
+    base = load_file(run / "base" / "model.safetensors")
+    n, rows = solar_dry["result"].extension.base_size, solar_dry["result"].extension.rows
+    body = [k for k in base if "embed_tokens" not in k and "lm_head" not in k]
+    trained: set[str] = set()
+    for budget in profile.training.schedule:
+        stage = STAGES[budget.stage]
+        trained |= ({"input"} if stage.trains_base_input_rows else set()) | \
+            ({"output"} if stage.trains_base_output_rows else set()) | ({"body"} if stage.transformer else set())
+        folder = run / "stages" / f"stage{stage.number}"
+        s = load_file(folder / "model.safetensors")
+        assert json.loads((folder / "config.json").read_text())["vocab_size"] == rows == s["lm_head.weight"].shape[0]
+        assert s["model.embed_tokens.weight"].dtype == torch.bfloat16 and "lm_head.bias" not in s
+        if "input" not in trained:
+            assert torch.equal(s["model.embed_tokens.weight"][:n].float(), base["model.embed_tokens.weight"])
+        if "output" not in trained:
+            assert torch.equal(s["lm_head.weight"][:n].float(), base["lm_head.weight"])
+        if "body" not in trained:
+            assert all(torch.equal(s[k].float(), base[k]) for k in body)
+    assert trained == {"output", "body"}
+
+
+def test_the_extended_tokenizer_keeps_its_guarantees(solar_dry):
+    from eeve_lib.method.candidates import contains_hangul
+    from eeve_lib.method.frequency_loop import fertility
+    from eeve_lib.method.target_tokenizer import unreachable_in_isolation
+    from eeve_lib.pipeline.base import load_base_tokenizer
+    from eeve_lib.pipeline.corpora import load_corpus
+    from eeve_lib.pipeline.vocabulary import load_target_tokenizer
+
+    profile, run = solar_dry["profile"], solar_dry["run"]
+    base, target = load_base_tokenizer(profile, run), load_target_tokenizer(profile, run)
+    korean = load_corpus(profile, "korean").validation
+    english = load_corpus(profile, "english").validation[:3000]
+    assert not unreachable_in_isolation(solar_dry["expansion"].target)
+    assert fertility(target, korean) <= 0.6 * fertility(base, korean)
+    assert all(target.decode(target(t, add_special_tokens=False).input_ids) == unicodedata.normalize("NFC", t)
+               for t in korean + english)
+    assert all(target(t).input_ids == base(t).input_ids for t in english if not contains_hangul(t))
+
+
+def test_full_solar_offline_fails_fast_naming_the_download(tmp_path, monkeypatch):
+    from eeve_lib.pipeline.base import ensure_base_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    hub.hub_reachable.cache_clear()
+    started = time.time()
+    with pytest.raises(OfflineError) as e:
+        ensure_base_model(load_profile("full-solar"), tmp_path / "run", progress=False)
+    assert time.time() - started < 10
+    assert "hf download upstage/SOLAR-10.7B-v1.0 --revision" in str(e.value)
+    assert not (tmp_path / "run" / "base").exists()
+    hub.hub_reachable.cache_clear()
+
+
+def test_full_solar_offline_through_the_runner_stops_at_chapter_00(tmp_path, monkeypatch):
+    from eeve_lib.pipeline.runner import ChapterFailed, run_book
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ChapterFailed) as e:
+        run_book("full-solar", run_dir=tmp_path / "run", progress=False)
+    assert "00_base_model" in str(e.value) and "OfflineError" in str(e.value)
+    assert not (tmp_path / "run" / "base").exists()
