@@ -25,7 +25,7 @@ from eeve_lib.method.families import family_named, family_of, merge_pairs, token
 from eeve_lib.method.families.sentencepiece_bpe import SPACE, UNIT_PATTERN, byte_pieces, to_pieces
 from eeve_lib.method.frequency_loop import fertility, refine_vocabulary
 from eeve_lib.method.intermediate_tokenizer import train_intermediate_tokenizer
-from eeve_lib.method.stages import STAGES
+from eeve_lib.method.stages import trained_so_far
 from eeve_lib.method.target_tokenizer import build_target_tokenizer, unreachable_in_isolation
 from eeve_lib.method.token_frequency import count_token_frequencies, count_words
 from eeve_lib.pipeline.corpora import load_corpus
@@ -304,11 +304,7 @@ def test_each_stage_keeps_its_frozen_blocks_bit_identical(llama_run):
     base = load_file(run / "base" / "model.safetensors")
     n, rows = llama_run["result"].extension.base_size, llama_run["result"].extension.rows
     body = [k for k in base if "embed_tokens" not in k and "lm_head" not in k]
-    trained: set[str] = set()
-    for budget in profile.training.schedule:
-        stage = STAGES[budget.stage]
-        trained |= ({"input"} if stage.trains_base_input_rows else set()) | \
-            ({"output"} if stage.trains_base_output_rows else set()) | ({"body"} if stage.transformer else set())
+    for stage, trained in trained_so_far(profile.training.schedule):
         s = load_file(run / "stages" / f"stage{stage.number}" / "model.safetensors")
         config = json.loads((run / "stages" / f"stage{stage.number}" / "config.json").read_text())
         assert config["vocab_size"] == rows == s["lm_head.weight"].shape[0] == s["model.embed_tokens.weight"].shape[0]

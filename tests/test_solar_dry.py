@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from eeve_lib.errors import OfflineError
-from eeve_lib.method.stages import STAGES
+from eeve_lib.method.stages import trained_so_far
 from eeve_lib.pipeline import hub
 from eeve_lib.pipeline.profiles import load_profile
 
@@ -90,11 +90,7 @@ def test_stages_saved_in_bfloat16_keep_frozen_blocks_exact(solar_dry):
     base = load_file(run / "base" / "model.safetensors")
     n, rows = solar_dry["result"].extension.base_size, solar_dry["result"].extension.rows
     body = [k for k in base if "embed_tokens" not in k and "lm_head" not in k]
-    trained: set[str] = set()
-    for budget in profile.training.schedule:
-        stage = STAGES[budget.stage]
-        trained |= ({"input"} if stage.trains_base_input_rows else set()) | \
-            ({"output"} if stage.trains_base_output_rows else set()) | ({"body"} if stage.transformer else set())
+    for stage, trained in trained_so_far(profile.training.schedule):
         folder = run / "stages" / f"stage{stage.number}"
         s = load_file(folder / "model.safetensors")
         assert json.loads((folder / "config.json").read_text())["vocab_size"] == rows == s["lm_head.weight"].shape[0]

@@ -122,3 +122,18 @@ def ablation_schedule(schedule: Sequence[StageBudget], arm: str, batch_size: int
         lr = next((b.learning_rate for b in schedule if b.stage == number), schedule[-1].learning_rate)
         out.append(StageBudget(stage=number, learning_rate=lr, steps=share + (1 if k < extra else 0)))
     return out
+
+
+def trained_so_far(schedule: Sequence[StageBudget]) -> list[tuple[Stage, frozenset[str]]]:
+    """Each stage of ``schedule`` with the base blocks trained by it or any stage before it.
+
+    Blocks: ``"input"`` (base input rows), ``"output"`` (base output rows and bias), ``"body"``
+    (the transformer). A block outside the set must still equal the base model's after that stage.
+    """
+    out, trained = [], frozenset()
+    for budget in schedule:
+        stage = get_stage(budget.stage)
+        trained |= ({"input"} if stage.trains_base_input_rows else set()) | \
+            ({"output"} if stage.trains_base_output_rows else set()) | ({"body"} if stage.transformer else set())
+        out.append((stage, trained))
+    return out
