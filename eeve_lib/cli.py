@@ -75,6 +75,12 @@ def _train(args: argparse.Namespace) -> None:
     print(f"trained stages {', '.join(str(log.stage) for log in result.logs)}")
 
 
+def _record(args: argparse.Namespace) -> None:
+    from .pipeline.record import record_run
+
+    print(f"Recorded {record_run(args.profile, args.run_dir)}")
+
+
 def _lab(args: argparse.Namespace) -> None:
     import os
     import subprocess
@@ -146,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", help="default: runs/<profile>")
     p.add_argument("--overrides", help="JSON of dotted profile keys")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("record", help="copy a completed run's numbers (no weights) to results/<profile>/")
+    p.add_argument("--profile", default="small")
+    p.add_argument("--run-dir", help="default: runs/<profile>")
+    p.set_defaults(func=_record)
 
     p = sub.add_parser("lab", help="JupyterLab at book/ with the chapters' kernel (127.0.0.1, offline)")
     p.add_argument("--profile", default="tiny", help="the profile whose run the chapters read (default: tiny)")

@@ -223,3 +223,64 @@ def stage_rows(stage: Any, *, n_base: int, n_new: int, n_padding: int, counts: d
     ax.legend(handles=[Patch(color=trains, label="trains"), Patch(color=frozen, label="frozen")],
               loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, frameon=False)
     return fig
+
+
+def stage_scores(names: Sequence[str], korean: Sequence[float], english: Sequence[float],
+                 korean_uniform: Sequence[float], english_uniform: Sequence[float], title: str):
+    """Chapter 05: bits per character model by model (base, extended before training, each stage),
+    Korean on a log axis (it falls by an order of magnitude) and English on its own axis, each
+    beside the uniform guess over that model's vocabulary."""
+    fig, (ko, en) = _figure(ncols=2, width=9.0, height=3.6)
+    x = np.arange(len(names))
+    for ax, values, uniform, colour, language in ((ko, korean, korean_uniform, "tab:red", "Korean"),
+                                                 (en, english, english_uniform, "tab:blue", "English")):
+        ax.plot(x, values, "o-", color=colour, label=f"{language} (held out)")
+        ax.plot(x, uniform, ":", color="grey", label="uniform guess")
+        ax.set_xticks(x, names, rotation=45, ha="right")
+        ax.set_title(language)
+        ax.legend(fontsize="small")
+    ko.set_yscale("log")
+    ko.set_ylabel("bits per character (log scale)")
+    en.set_ylabel("bits per character")
+    fig.suptitle(title)
+    return fig
+
+
+def arm_scores(labels: Sequence[str], korean: Sequence[dict], english: Sequence[dict], base: tuple[float, float],
+               title: str):
+    """Chapter 05: every arm as a point (Korean, English bits per character), mean over seeds with
+    bars from the lowest to the highest seed; the base model as a dashed cross. Lower-left is better."""
+    fig, ax = _figure(width=8.0, height=4.6)
+    for k, (label, ko, en) in enumerate(zip(labels, korean, english)):
+        ax.errorbar(ko["mean"], en["mean"], xerr=[[ko["mean"] - ko["min"]], [ko["max"] - ko["mean"]]],
+                    yerr=[[en["mean"] - en["min"]], [en["max"] - en["mean"]]], fmt="o", capsize=3,
+                    color=f"C{k % 10}", label=label)
+    ax.axhline(base[1], color="grey", ls="--", lw=1, label="base model's English")
+    ax.set_xlabel("Korean bits per character")
+    ax.set_ylabel("English bits per character")
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def replay_tradeoff(shares: Sequence[float], korean: Sequence[dict], english: Sequence[dict],
+                    base: tuple[float, float], title: str):
+    """Chapter 05: Korean and English bits per character against the English-replay share (mean,
+    min-max over seeds), the base model's English as a dashed line and 1.05 times it dotted."""
+    fig, (ko, en) = _figure(ncols=2, width=9.0, height=3.4)
+    order = np.argsort(shares)
+    s = np.asarray(shares)[order]
+    for ax, rows, colour, language in ((ko, korean, "tab:red", "Korean"), (en, english, "tab:blue", "English")):
+        mean = np.array([rows[i]["mean"] for i in order])
+        low = np.array([rows[i]["min"] for i in order])
+        high = np.array([rows[i]["max"] for i in order])
+        ax.plot(s, mean, "o-", color=colour)
+        ax.fill_between(s, low, high, color=colour, alpha=0.2)
+        ax.set_xlabel("English replay share")
+        ax.set_ylabel("bits per character")
+        ax.set_title(language)
+    en.axhline(base[1], color="grey", ls="--", lw=1, label="base model")
+    en.axhline(1.05 * base[1], color="grey", ls=":", lw=1, label="1.05 x base")
+    en.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig

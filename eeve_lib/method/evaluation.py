@@ -49,6 +49,23 @@ class TextScore:
                 "characters": self.characters, "utf8_bytes": self.utf8_bytes, "nats": self.nats}
 
 
+def uniform_bits_per_character(tokens_per_character: float, vocabulary_size: int) -> float:
+    """Bits per character of a uniform guess over the vocabulary: every token costs log2(V) bits.
+
+    A model scoring worse than this has learned something wrong about the text (say, that its
+    bytes never occur), not merely too little.
+    """
+    return tokens_per_character * math.log2(vocabulary_size)
+
+
+def mean_and_spread(values: Sequence[float]) -> dict[str, float | list[float]]:
+    """Mean, sample standard deviation (0 for one value), min and max of per-seed results."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {"values": list(values), "mean": mean, "std": std, "min": min(values), "max": max(values)}
+
+
 def _window_plan(n: int, window: int, stride: int) -> list[tuple[int, int, int]]:
     """(begin, end, first scored position) of each window over positions 0..n-1 of [bos] + ids."""
     plan, scored_until, begin = [], 1, 0

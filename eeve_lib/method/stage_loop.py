@@ -35,7 +35,7 @@ from .embedding_init import Extension
 from .lm import causal_lm_loss, cosine_lr, mean_loss
 from .row_split import install_stage, merge_stage, optimizer_state_bytes, stage_optimizer
 from .sampling import TrainingData, sample_batches
-from .stages import Stage, StageBudget, steps_for, trainable_counts
+from .stages import Stage, StageBudget, flops_per_token, steps_for, trainable_counts
 
 
 @dataclass
@@ -53,6 +53,8 @@ class StageLog:
     optimizer_state_bytes: int = 0
     seconds_per_step: float = 0.0
     new_token_share_seen: float = 0.0
+    english_share_seen: float = 0.0  # share of the stage's windows that were replayed English
+    flops: float = 0.0  # estimated training FLOPs (see stages.flops_per_token)
     resumed_from_step: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -171,9 +173,8 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
     steps = steps_for(budget, settings.batch_size, settings.seq_len)
     log = StageLog(stage.number, stage.name, steps, steps * settings.batch_size * settings.seq_len,
                    budget.learning_rate)
-    log.trainable = trainable_counts(stage, n_base=ext.base_size, n_new=ext.n_new,
-                                     hidden=model.get_input_embeddings().weight.shape[1],
-                                     body_params=body_parameter_count(model),
+    body, (rows, hidden) = body_parameter_count(model), model.get_output_embeddings().weight.shape
+    log.trainable = trainable_counts(stage, n_base=ext.base_size, n_new=ext.n_new, hidden=hidden, body_params=body,
                                      output_bias=model.get_output_embeddings().bias is not None)
     mode = stage6_mode(settings, stage)
     accelerator = _accelerator(dtype, device)
@@ -225,6 +226,8 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
         train_params = trainable
     batches = sample_batches(data, steps, settings.batch_size, seed * 1000 + stage.number)
     log.new_token_share_seen = float(data.new_share[batches].mean())
+    log.english_share_seen = float(data.english[batches].float().mean()) if data.english is not None else 0.0
+    log.flops = flops_per_token(stage, log.trainable, body, hidden, rows) * log.tokens
     warmup = int(settings.warmup_fraction * steps)
     points = max(1, settings.validation_points_per_stage)
     eval_points = {max(1, steps * k // points) for k in range(1, points + 1)}

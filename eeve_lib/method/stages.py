@@ -98,6 +98,21 @@ def trainable_counts(stage: Stage, *, n_base: int, n_new: int, hidden: int, body
     return {"input_embedding": inp, "output_embedding": out, "transformer": body, "total": inp + out + body}
 
 
+def flops_per_token(stage: Stage, trainable: dict[str, int], body_params: int, hidden: int, rows: int) -> float:
+    """Estimated training FLOPs per token of ``stage`` (``trainable`` from :func:`trainable_counts`).
+
+    Forward: 2 per body and head parameter. Backward: activation gradients (2 per parameter)
+    through the head and, when input rows or the body train, through the body too; weight
+    gradients (2 per trainable parameter) of the body (or its adapters) and the head. Input rows
+    are a scatter, counted as free; attention's sequence-length term is left out (small here).
+    """
+    head = rows * hidden
+    forward = 2 * (body_params + head)
+    activation_grads = 2 * (head + (body_params if stage.needs_body_backward else 0))
+    weight_grads = 2 * (trainable["transformer"] + trainable["output_embedding"])
+    return float(forward + activation_grads + weight_grads)
+
+
 def steps_for(budget: StageBudget, batch_size: int, seq_len: int) -> int:
     """Optimizer steps of a budget given in steps or in tokens."""
     return budget.steps if budget.steps is not None else max(1, -(-budget.tokens // (batch_size * seq_len)))

@@ -39,11 +39,13 @@ class BaseModelResult:
     info: dict[str, Any]
 
 
-def base_key(profile: Profile, english: Corpus | None) -> str:
+def base_key(profile: Profile, english: Corpus | None, korean: Corpus | None = None) -> str:
     """The key of the base model's inputs."""
     return cache.step_key(
         "base", code=[base_method, lm, *family_modules()], profile=profile, sections=("base_model", "seed"),
         extra={"english": [s.get("sha256_verified") for s in english.sources] if english else None,
+               "korean": [s.get("sha256_verified") for s in korean.sources] if korean else None,
+               "max_korean_documents": profile.data.max_korean_documents if korean else None,
                "validation_fraction": profile.data.validation_fraction,
                "max_english_documents": profile.data.max_english_documents})
 
@@ -55,7 +57,8 @@ def _save_base(paths: RunPaths, model, tokenizer, info: dict[str, Any]) -> None:
         atomic.write_json(tmp / paths.base_marker.name, info)
 
 
-def _pretrain_base(profile: Profile, paths: RunPaths, english: Corpus, key: str, progress: bool) -> dict[str, Any]:
+def _pretrain_base(profile: Profile, paths: RunPaths, english: Corpus, korean: Corpus | None, key: str,
+                   progress: bool) -> dict[str, Any]:
     bm = profile.base_model
     device = resolve_device(profile.device)
     started = time.time()
@@ -68,8 +71,14 @@ def _pretrain_base(profile: Profile, paths: RunPaths, english: Corpus, key: str,
     model.to(device)
     train_stream = pack_documents(tokenizer, english.train)
     validation_stream = pack_documents(tokenizer, english.validation)
+    # The Korean share comes from the Korean *training* split only: the validation text that every
+    # chapter scores stays unseen. The tokenizer above never saw Korean, so it is bytes here.
+    korean_stream = pack_documents(tokenizer, korean.train) if korean is not None else None
+    korean_validation = pack_documents(tokenizer, korean.validation) if korean is not None else None
     with deterministic():
-        log = pretrain(model, train_stream, validation_stream, bm.pretrain, profile.seed, device, progress)
+        log = pretrain(model, train_stream, validation_stream, bm.pretrain, profile.seed, device, progress,
+                       korean_stream=korean_stream, korean_share=bm.korean_share,
+                       korean_validation=korean_validation)
     model.to("cpu")
     model.generation_config.pad_token_id = tokenizer.eos_token_id
     # Padding rows are never a real token: generation must never produce them.
@@ -82,11 +91,14 @@ def _pretrain_base(profile: Profile, paths: RunPaths, english: Corpus, key: str,
         "embedding_rows": rows,
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_tokens_seen": bm.pretrain.steps * bm.pretrain.batch_size * bm.pretrain.seq_len,
+        "korean_share": bm.korean_share,
+        "korean_tokens_seen": log["korean_windows"] * bm.pretrain.seq_len,
         "english_train_stream_tokens": len(train_stream),
         "wall_seconds": round(time.time() - started, 1),
         "device": str(device),
         "log": log,
         "english": english.summary(),
+        "korean": korean.summary() if korean is not None else None,
     }
     _save_base(paths, model, tokenizer, info)
     return info
@@ -134,13 +146,15 @@ def ensure_base_model(profile: Profile, run_dir=None, progress: bool = True) -> 
     checksums) matches; rebuilt otherwise. Nothing is written unless the build succeeds.
     """
     paths = run_paths(profile, run_dir)
-    english = load_corpus(profile, "english") if profile.base_model.source == "pretrain" else None
-    key = base_key(profile, english)
+    pretrained_here = profile.base_model.source == "pretrain"
+    english = load_corpus(profile, "english") if pretrained_here else None
+    korean = load_corpus(profile, "korean") if pretrained_here and profile.base_model.korean_share > 0 else None
+    key = base_key(profile, english, korean)
     record = cache.cached(paths.base_marker, key)
     if record is not None:
         return BaseModelResult(paths.base, True, record)
     if profile.base_model.source == "pretrain":
-        info = _pretrain_base(profile, paths, english, key, progress)
+        info = _pretrain_base(profile, paths, english, korean, key, progress)
     else:
         info = _copy_external_base(profile, paths, key)
     return BaseModelResult(paths.base, False, info)

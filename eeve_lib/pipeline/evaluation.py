@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
-from ..method.evaluation import cap_characters, score_texts
+from ..method import evaluation as evaluation_method
+from ..method.evaluation import cap_characters, mean_and_spread, score_texts, uniform_bits_per_character
 from ..method.kobest import TASKS, evaluate_kobest, to_examples
-from . import atomic
+from . import atomic, cache
 from .corpora import load_corpus, load_manifest
-from .paths import run_paths
+from .paths import MARKERS, SEED_SUFFIX, run_paths
 
 
 def load_model(path: str | Path, dtype=torch.float32):
@@ -73,21 +74,163 @@ def resolved_revision(entry) -> str | None:
     return HfApi().dataset_info(entry.dataset, revision=entry.revision).sha
 
 
+def _validation_texts(profile) -> tuple[list[str], list[str]]:
+    ev = profile.evaluation
+    return (cap_characters(load_corpus(profile, "korean").validation, ev.max_korean_chars),
+            cap_characters(load_corpus(profile, "english").validation, ev.max_english_chars))
+
+
+def score_key(profile, model_dir: Path) -> str | None:
+    """The key of a model's scores: its own step key, the evaluation settings and the data; None
+    for a folder without a marker (never cached)."""
+    for marker in (MARKERS["stage"], MARKERS["base"]):
+        record = cache.read_marker(model_dir / marker)
+        if record is not None and record.get("key"):
+            return cache.step_key("scores", code=[evaluation_method], profile=profile,
+                                  sections=("evaluation", "data"), extra={"model": record["key"]})
+    return None
+
+
+def score_model(profile, name: str, path: Path, run_dir=None, texts: tuple[list[str], list[str]] | None = None
+                ) -> dict[str, Any]:
+    """One model's Korean and English scores on the held-out splits, reused while its key matches."""
+    paths = run_paths(profile, run_dir)
+    key = score_key(profile, path)
+    where = paths.score(name)
+    cached = cache.cached(where, key) if key else None
+    if cached is not None:
+        return cached["scores"]
+    ev = profile.evaluation
+    korean, english = texts or _validation_texts(profile)
+    model, tok = load_model(path)
+    scores: dict[str, Any] = {"path": str(path.relative_to(paths.root)), "tokenizer_size": len(tok)}
+    for language, texts_ in (("korean", korean), ("english", english)):
+        result = score_texts(model, tok, texts_, window=ev.window, stride=ev.stride).as_dict()
+        result["uniform_bits_per_character"] = uniform_bits_per_character(result["tokens_per_character"], len(tok))
+        scores[language] = result
+    if key:
+        atomic.write_json(where, {"key": key, "scores": scores})
+    return scores
+
+
+def score_extended(profile, run_dir=None, texts: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:
+    """The extended model before any training (step 9's output), scored like the saved models.
+
+    Not saved as a folder (it is the base model plus initialised rows, rebuilt in seconds); its
+    scores are cached under the key of the vocabulary, the initialisation and the seed.
+    """
+    from .training import initialise_extended_model
+    from .vocabulary import vocabulary_key
+
+    paths = run_paths(profile, run_dir)
+    key = cache.step_key("scores", code=[evaluation_method], profile=profile,
+                         sections=("evaluation", "data", "embedding_init", "seed"),
+                         extra={"extended": vocabulary_key(profile, run_dir)})
+    where = paths.score("extended")
+    cached = cache.cached(where, key)
+    if cached is not None:
+        return cached["scores"]
+    ev = profile.evaluation
+    korean, english = texts or _validation_texts(profile)
+    model, tok, _, _ = initialise_extended_model(profile, run_dir)
+    scores: dict[str, Any] = {"path": None, "tokenizer_size": len(tok)}
+    for language, texts_ in (("korean", korean), ("english", english)):
+        result = score_texts(model, tok, texts_, window=ev.window, stride=ev.stride).as_dict()
+        result["uniform_bits_per_character"] = uniform_bits_per_character(result["tokens_per_character"], len(tok))
+        scores[language] = result
+    atomic.write_json(where, {"key": key, "scores": scores})
+    return scores
+
+
+def parallel_fertility(profile, run_dir=None) -> dict[str, Any] | None:
+    """Tokens per character on both sides of the profile's parallel corpus (the same content in
+    Korean and English), under the base and the extended tokenizer; None without one."""
+    from transformers import AutoTokenizer
+
+    from .corpora import load_parallel
+
+    pairs = load_parallel(profile)
+    paths = run_paths(profile, run_dir)
+    if pairs is None or not paths.tokenizer.is_dir():
+        return None
+    tokenizers = {"base": AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False),
+                  "extended": AutoTokenizer.from_pretrained(paths.tokenizer, trust_remote_code=False)}
+    out: dict[str, Any] = {"corpus": profile.data.parallel, "pairs": len(pairs[0])}
+    for language, lines in zip(("korean", "english"), pairs):
+        characters = sum(map(len, lines))
+        out[language] = {"characters": characters}
+        for name, tok in tokenizers.items():
+            tokens = sum(len(ids) for ids in tok(list(lines), add_special_tokens=False).input_ids)
+            out[language][name] = {"tokens": tokens, "tokens_per_character": tokens / characters}
+    return out
+
+
+def arm_of(model_name: str) -> tuple[str, int | None] | None:
+    """``(arm, seed)`` of a model name in metrics.json (seed None: the profile's); None for base
+    and stages. ``final`` is the seven stages; ``ablation:init-random@seed1235`` is init:random."""
+    from .training import MAIN_ARM
+
+    if model_name == "final":
+        return MAIN_ARM, None
+    if not model_name.startswith("ablation:"):
+        return None
+    folder = model_name.removeprefix("ablation:")
+    folder, _, seed = folder.partition(SEED_SUFFIX)
+    arm = folder if folder == MAIN_ARM else folder.replace("-", ":", 1)
+    return arm, int(seed) if seed else None
+
+
+def _training_cost(path: Path) -> dict[str, float]:
+    """Optimizer steps, tokens, estimated FLOPs and wall seconds of a trained model's stages."""
+    record = cache.read_marker(path / MARKERS["model"]) or {}
+    logs = record.get("logs", [])
+    return {"steps": sum(log["steps"] for log in logs), "tokens": sum(log["tokens"] for log in logs),
+            "flops": sum(log.get("flops", 0.0) for log in logs),
+            "seconds": sum(log["steps"] * log.get("seconds_per_step", 0.0) for log in logs),
+            "english_share_seen": (sum(log.get("english_share_seen", 0.0) * log["steps"] for log in logs)
+                                   / max(1, sum(log["steps"] for log in logs)))}
+
+
+def summarise_arms(profile, models: dict[str, Any], run_dir=None) -> dict[str, Any]:
+    """Each arm's scores over its seeds (mean and spread), and its training cost (chapter 05)."""
+    paths = run_paths(profile, run_dir)
+    grouped: dict[str, list[tuple[int, str]]] = {}
+    for name in models:
+        found = arm_of(name)
+        if found is not None:
+            arm, seed = found
+            grouped.setdefault(arm, []).append((profile.seed if seed is None else seed, name))
+    out: dict[str, Any] = {}
+    for arm, members in grouped.items():
+        members.sort()
+        row: dict[str, Any] = {"seeds": [s for s, _ in members], "models": [n for _, n in members]}
+        for language in ("korean", "english"):
+            for metric in ("bits_per_character", "tokens_per_character"):
+                row[f"{language}_{metric}"] = mean_and_spread(
+                    [models[n][language][metric] for _, n in members])
+        costs = [_training_cost(paths.root / models[n]["path"]) for _, n in members]
+        row["training"] = {k: mean_and_spread([c[k] for c in costs]) for k in costs[0]}
+        out[arm] = row
+    return out
+
+
 def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, Any]:
-    """Score every model of a run on held-out Korean and English; write ``eval/metrics.json`` (chapter 05)."""
+    """Score every model of a run on held-out Korean and English; write ``eval/metrics.json`` (chapter 05).
+
+    Each model's scores are reused while its key matches (``eval/scores/``); ``arms`` holds each
+    ablation arm's mean and spread over its seeds, with its training cost.
+    """
     from tqdm import tqdm
 
     paths = run_paths(profile, run_dir)
     ev = profile.evaluation
-    korean = cap_characters(load_corpus(profile, "korean").validation, ev.max_korean_chars)
-    english = cap_characters(load_corpus(profile, "english").validation, ev.max_english_chars)
+    texts = _validation_texts(profile)
+    korean, english = texts
     results: dict[str, Any] = {}
     for name, path in tqdm(model_directories(profile, run_dir).items(), desc="scoring models", disable=not progress):
-        model, tok = load_model(path)
-        ko = score_texts(model, tok, korean, window=ev.window, stride=ev.stride)
-        en = score_texts(model, tok, english, window=ev.window, stride=ev.stride)
-        results[name] = {"path": str(path.relative_to(paths.root)), "tokenizer_size": len(tok),
-                         "korean": ko.as_dict(), "english": en.as_dict()}
+        results[name] = score_model(profile, name, path, run_dir, texts)
+        if name == "base" and paths.expansion_summary.is_file():
+            results["extended"] = score_extended(profile, run_dir, texts)
     if ev.kobest:
         entry = load_manifest(profile.data.manifest)["kobest"]
         chosen = {name: load_model(path) for name, path in model_directories(profile, run_dir).items()
@@ -95,12 +238,16 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
         examples = {task: to_examples(task, load_kobest(task, entry, ev.kobest_limit)) for task in TASKS}
         kobest = {"dataset": entry.dataset, "revision": entry.revision, "resolved_commit": resolved_revision(entry),
                   "results": evaluate_kobest(chosen, examples)}
+    parallel = parallel_fertility(profile, run_dir)
     metrics = {
         "profile": profile.name,
         "data": {"korean_validation_documents": len(korean), "english_validation_documents": len(english),
                  "korean_characters": sum(map(len, korean)), "english_characters": sum(map(len, english))},
         "models": results,
+        "arms": summarise_arms(profile, results, run_dir),
     }
+    if parallel is not None:
+        metrics["parallel"] = parallel
     if ev.kobest:
         metrics["kobest"] = kobest["results"]
         metrics["kobest_data"] = {k: v for k, v in kobest.items() if k != "results"}
@@ -113,4 +260,4 @@ def load_metrics(profile, run_dir=None) -> dict[str, Any]:
     return json.loads(run_paths(profile, run_dir).metrics.read_text())
 
 
-__all__ = ["evaluate_run", "load_metrics", "load_model", "model_directories", "load_kobest", "resolved_revision"]
+__all__ = ["evaluate_run", "score_model", "summarise_arms", "arm_of", "load_metrics", "load_model", "model_directories", "load_kobest", "resolved_revision"]

@@ -8,8 +8,10 @@ Users and tests rely on this layout, so every folder and marker is named once, h
     runs/<profile>/stages/stage<N>/      the model after stage N (HF format, with tokenizer)
     runs/<profile>/model/                the final model (HF format, with tokenizer)
     runs/<profile>/train/                per-stage loss logs and resumable checkpoints (safetensors + JSON)
-    runs/<profile>/ablations/<arm>/      ablation arms: model/, train/ (as above)
-    runs/<profile>/eval/metrics.json     every model's scores
+    runs/<profile>/ablations/<arm>/      ablation arms: model/, train/ (as above), at the profile's seed
+    runs/<profile>/ablations/<arm>@seed<N>/  the same arm at training seed N (the seven stages too)
+    runs/<profile>/eval/metrics.json     every model's scores, and each arm's mean and spread over seeds
+    runs/<profile>/eval/scores/          each model's scores, reused while the model's key matches
     runs/<profile>/executed/             the executed notebooks and their logs
     runs/<profile>/report.json           how each chapter ran (time, memory, device, versions)
     runs/<profile>-student/              a student's run: a chapter opened in JupyterLab with other
@@ -43,6 +45,8 @@ def _under_root(*parts: str) -> property:
     return property(lambda self: self.root.joinpath(*parts), doc="/".join(parts))
 
 
+# The folder suffix of an arm's replicate at another seed: ablations/<arm>@seed<N>/.
+SEED_SUFFIX = "@seed"
 # A run directory says it is one (``--fresh`` empties nothing else), and one run at a time locks it.
 RUN_MARKER = ".eeve-run"
 RUN_LOCK = ".eeve-lock"
@@ -94,9 +98,16 @@ class RunPaths:
     def checkpoint(self, number: int) -> Path:
         return self.train / f"stage{number}" / "checkpoint.safetensors"
 
-    def ablation(self, arm: str) -> "RunPaths":
-        """The folder of an ablation arm, laid out like a run (``model/``, ``train/``)."""
-        return RunPaths(self.ablations / arm.replace(":", "-"))
+    def ablation(self, arm: str, seed: int | None = None) -> "RunPaths":
+        """The folder of an ablation arm, laid out like a run (``model/``, ``train/``).
+
+        ``seed``: a replicate at another training seed than the profile's (``<arm>@seed<N>``).
+        """
+        return RunPaths(self.ablations / (arm.replace(":", "-") + ("" if seed is None else f"{SEED_SUFFIX}{seed}")))
+
+    def score(self, model_name: str) -> Path:
+        """The cached scores of one model of the run (``eval/scores/<name>.json``)."""
+        return self.eval / "scores" / (model_name.replace(":", "-") + ".json")
 
     def executed_notebook(self, chapter: str) -> Path:
         return self.executed / f"{chapter}.ipynb"
@@ -124,3 +135,31 @@ def run_paths(profile: Profile | str, run_dir: str | os.PathLike | RunPaths | No
         return run_dir
     name = profile if isinstance(profile, str) else profile.name
     return RunPaths(Path(run_dir).resolve() if run_dir else runs_root() / name)
+
+
+@dataclass(frozen=True)
+class RecordPaths:
+    """A recorded run, ``results/<profile>/``: a run's numbers and figures' data, never weights."""
+
+    root: Path
+
+    metrics = _under_root("metrics.json")  # the run's eval/metrics.json
+    report = _under_root("report.json")  # the run's report.json
+    expansion = _under_root("expansion.json")  # the run's tokenizer/expansion.json
+    base = _under_root("base.json")  # the base model's record (pretraining log)
+    stages = _under_root("stages.json")  # every stage's log
+    record = _under_root("record.json")  # commit, date, hardware, command
+
+    FILES = ("metrics", "report", "expansion", "base", "stages", "record")
+
+    def complete(self) -> bool:
+        return all(getattr(self, name).is_file() for name in self.FILES)
+
+
+def results_root() -> Path:
+    """``$EEVE_RESULTS_DIR`` or ``<project>/results``: the recorded runs."""
+    return Path(os.environ.get("EEVE_RESULTS_DIR", PROJECT_ROOT / "results"))
+
+
+def record_paths(profile_name: str, root: Path | None = None) -> RecordPaths:
+    return RecordPaths((root or results_root()) / profile_name)

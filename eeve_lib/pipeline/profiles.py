@@ -152,6 +152,10 @@ class BaseModelSettings:
     architecture_type: Literal["phi", "llama"] = "phi"
     architecture: dict[str, Any] = field(default_factory=dict, metadata={"check": _check_architecture})
     pretrain: PretrainSettings | None = None
+    # Share of pretraining windows drawn from the Korean training split (source 'pretrain' only):
+    # phi-2 saw a little Korean through its byte-level tokenizer, so the stand-in sees a few percent.
+    # The base tokenizer is still trained on English alone, so Korean stays in bytes.
+    korean_share: float = _allowed(0, 0.5, default=0.0)
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"
 
 
@@ -176,6 +180,9 @@ class TrainingSettings:
     batch_size: int = _allowed(1)
     schedule: list[StageBudget] = _allowed(min_items=1)
     new_token_bias: float = _allowed(0, default=1.0)
+    # Share of every stage's training windows drawn from the English training split (English
+    # replay), so the stages that train base parameters keep seeing English; 0 trains on Korean alone.
+    english_replay: float = _allowed(0, 0.9, default=0.0)
     checkpoint_every: int = _allowed(0, default=50)  # 0 = no checkpoints
     weight_decay: float = _allowed(0, default=0.01)
     warmup_fraction: float = _allowed(0, 1, default=0.1)
@@ -224,6 +231,17 @@ class AblationSettings:
     inits: list[str] = field(default_factory=lambda: ["mean_resizing", "random"])
     # The seven stages with stage 6 trained another way (training.stage6), e.g. [lora].
     stage6: list[Literal["full", "lora", "qlora"]] = field(default_factory=list)
+    # The no-expansion baseline: the base model and its own tokenizer trained on the same Korean
+    # windows for the same compute (optimizer steps x tokens per step) as the seven stages.
+    baselines: list[Literal["no_expansion"]] = field(default_factory=list)
+    # The seven stages at other English-replay shares (training.english_replay), e.g. [0.0, 0.5].
+    english_replay: list[float] = field(default_factory=list)
+    # Training seeds per arm, the seven stages included: the profile's seed, seed + 1, ...; the base
+    # model and the tokenizer are shared, so the spread is that of the training's own randomness.
+    seeds: int = _allowed(1, default=1)
+    # Processes that train arms side by side (0: one per core); each runs its torch on one thread.
+    # How the arms run, not what they compute: outside every cache key.
+    workers: int = _allowed(0, default=1)
 
 
 @dataclass(frozen=True)
@@ -386,6 +404,9 @@ def _check_consistency(p: Profile) -> None:
             )
         if (b.steps is None) == (b.tokens is None):
             raise ProfileError(f"training.schedule[{i}]: give exactly one of 'steps' or 'tokens'.")
+    for share in p.ablations.english_replay:
+        if not 0 <= share <= 0.9:
+            raise ProfileError(f"ablations.english_replay: {share} is not a share between 0 and 0.9.")
     if not 0 < p.data.validation_fraction < 1:
         raise ProfileError("data.validation_fraction must lie strictly between 0 and 1.")
     if p.vocabulary.min_frequency < 1:

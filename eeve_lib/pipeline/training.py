@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import torch
 
@@ -97,6 +97,13 @@ def _training_key(profile: Profile, schedule: Sequence[StageBudget], upto: int) 
     return {k: v for k, v in training.items() if k not in skip}
 
 
+def _english_checksums(profile: Profile) -> list | None:
+    """The English data's checksums when stages replay English (part of their key), else None."""
+    if not profile.training.english_replay:
+        return None
+    return [s.get("sha256_verified") for s in load_corpus(profile, "english").sources]
+
+
 def schedule_key(profile: Profile, run_dir, schedule: Sequence[StageBudget], init: str, upto: int) -> str:
     """The key of the model after stage ``upto`` of ``schedule`` (its index)."""
     return cache.step_key(
@@ -105,6 +112,7 @@ def schedule_key(profile: Profile, run_dir, schedule: Sequence[StageBudget], ini
         upstream={"vocabulary": vocabulary_key(profile, run_dir)},
         extra={"training": _training_key(profile, schedule, upto),
                "schedule": [asdict(b) for b in schedule[:upto + 1]], "init": init,
+               "english": _english_checksums(profile),
                "pad_to_multiple_of": profile.vocabulary.pad_to_multiple_of})
 
 
@@ -160,26 +168,44 @@ class ScheduleResult:
         self.logs, self.base_validation = logs, base_validation
 
 
+NO_EXPANSION = "none (no expansion)"  # the init of the no-expansion baseline: the base rows as they are
+
+
+def initialise_unextended_model(profile, run_dir=None):
+    """The base model with its own tokenizer, laid out as an extension with no new rows (the baseline)."""
+    model, base_tok = load_base(profile, run_dir)
+    rows = model.get_input_embeddings().weight.shape[0]
+    return model, base_tok, base_tok, Extension(len(base_tok), len(base_tok), rows, rows, NO_EXPANSION)
+
+
 def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudget | int] | None = None,
-                 init: str | None = None, output: RunPaths | None = None, save_stages: bool = True,
-                 progress: bool = True) -> ScheduleResult:
+                 init: str | None = None, output: RunPaths | None = None,
+                 save_stages: bool | Collection[int] = True, reuse: Sequence[RunPaths] = (),
+                 expand: bool = True, progress: bool = True) -> ScheduleResult:
     """Initialise the extended model and train it through ``schedule`` (chapter 04).
 
-    Completed stages whose key matches are loaded instead of retrained; a stage interrupted after a
-    checkpoint resumes from it. Writes ``stages/stage<N>/`` after each stage (when ``save_stages``),
-    the final model to ``model/`` and per-stage logs to ``train/`` of the run (or of ``output``).
+    Completed stages whose key matches are loaded instead of retrained (from the output, the run,
+    or the runs in ``reuse``); a stage interrupted after a checkpoint resumes from it. Writes
+    ``stages/stage<N>/`` after each stage (when ``save_stages``, or for the stage numbers it
+    lists), the final model to ``model/`` and per-stage logs to ``train/`` of the run (or of
+    ``output``). ``expand=False`` trains the base model with its own tokenizer (the no-expansion
+    baseline of chapter 05).
     """
     paths = run_paths(profile, run_dir)
     out = output or paths
     budgets = resolve_schedule(profile, schedule)
-    init = init or profile.embedding_init
+    init = (init or profile.embedding_init) if expand else NO_EXPANSION
     device = resolve_device(profile.device)
     dtype = resolve_dtype(profile.training.dtype, device)
     save_dtype = resolve_dtype(profile.training.save_dtype, device)
-    model, tokenizer, base_tok, ext = initialise_extended_model(profile, run_dir, init)
+    if expand:
+        model, tokenizer, base_tok, ext = initialise_extended_model(profile, run_dir, init)
+    else:
+        model, tokenizer, base_tok, ext = initialise_unextended_model(profile, run_dir)
     korean, english = load_corpus(profile, "korean"), load_corpus(profile, "english")
-    data = build_training_data(tokenizer, korean.train, profile.training.seq_len, ext.base_size,
-                               profile.training.new_token_bias)
+    t = profile.training
+    data = build_training_data(tokenizer, korean.train, t.seq_len, ext.base_size, t.new_token_bias,
+                               english.train if t.english_replay else (), t.english_replay)
     validation = Validation(pack_documents(tokenizer, korean.validation),
                             pack_documents(tokenizer, english.validation[:2000]), profile.training.seq_len,
                             profile.training.validation_windows)
@@ -191,7 +217,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
             key = schedule_key(profile, run_dir, budgets, init, index)
             # A completed stage with this key is reused: the run's own, or (an ablation arm that shares
             # its first stages with the main run, like stage6:lora) the main run's.
-            for where in ([out] if save_stages else []) + ([paths] if out.root != paths.root else []):
+            for where in ([out] if save_stages else []) + ([paths] if out.root != paths.root else []) + list(reuse):
                 loaded, record = _load_stage_dir(where.stage(stage.number), where.stage_marker(stage.number), key)
                 if loaded is not None:
                     break
@@ -210,7 +236,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
             logs.append(log)
             if is_main_process():  # several GPUs: one process writes
                 atomic.write_json(out.stage_log(stage.number), log.as_dict())
-                if save_stages:
+                if save_stages is True or (save_stages and stage.number in save_stages):
                     _save_model_dir(out.stage(stage.number), out.stage_marker(stage.number).name, model, tokenizer,
                                     {"key": key, "stage": stage.number, "init": init, "extension": ext.as_dict(),
                                      "log": log.as_dict()}, save_dtype)
@@ -226,28 +252,89 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
     return ScheduleResult(model, tokenizer, ext, logs, base_validation)
 
 
-def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True) -> ScheduleResult:
+MAIN_ARM = "seven_stages"  # the profile's own schedule and settings: at the profile's seed, the run itself
+
+
+def ablation_arms(profile: Profile) -> list[str]:
+    """The arms chapter 05 trains, the seven stages first (empty when ablations are off)."""
+    a = profile.ablations
+    if not a.enabled:
+        return []
+    replay = [f"replay:{r:g}" for r in a.english_replay if r != profile.training.english_replay]
+    return ([MAIN_ARM] + [f"schedule:{s}" for s in a.schedules] + [f"init:{i}" for i in a.inits]
+            + [f"stage6:{m}" for m in a.stage6] + [f"baseline:{b}" for b in a.baselines] + replay)
+
+
+def arm_seeds(profile: Profile) -> list[int]:
+    """The training seeds of every arm: the profile's seed, then the next ``ablations.seeds - 1``."""
+    return [profile.seed + k for k in range(profile.ablations.seeds)]
+
+
+def arm_paths(profile: Profile, arm: str, seed: int | None = None, run_dir=None) -> RunPaths:
+    """Where ``arm`` at ``seed`` lives: the run itself for the seven stages at the profile's seed."""
+    paths = run_paths(profile, run_dir)
+    seed = profile.seed if seed is None else seed
+    if arm == MAIN_ARM and seed == profile.seed:
+        return paths
+    return paths.ablation(arm, None if seed == profile.seed else seed)
+
+
+def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True,
+                 seed: int | None = None) -> ScheduleResult:
     """Train one ablation arm into ``runs/<profile>/ablations/<arm>/`` (chapter 05).
 
-    Arms: ``schedule:full_finetune``, ``schedule:embeddings_only`` (the same token budget as the
-    seven stages), ``init:mean_resizing``, ``init:random`` (the seven stages from another
-    initialisation) and ``stage6:lora``, ``stage6:qlora`` (the seven stages with stage 6 trained
-    through adapters; stages 1-5 are the main run's when it has them).
+    Arms: ``seven_stages`` (the profile's schedule: the run itself at the profile's seed),
+    ``schedule:full_finetune``, ``schedule:embeddings_only`` (the same token budget as the seven
+    stages), ``init:mean_resizing``, ``init:random`` (the seven stages from another
+    initialisation), ``stage6:lora``, ``stage6:qlora`` (the seven stages with stage 6 trained
+    through adapters; stages 1-5 are the seven-stage run's when it has them),
+    ``baseline:no_expansion`` (the base model and tokenizer, every parameter trained for the same
+    optimizer steps and tokens per step) and ``replay:<share>`` (the seven stages with another
+    English-replay share). ``seed`` (default: the profile's) is the training seed; another seed
+    writes to ``ablations/<arm>@seed<N>/``.
     """
+    from .profiles import load_profile
+
     kind, _, name = arm.partition(":")
-    out = run_paths(profile, run_dir).ablation(arm)
+    seed = profile.seed if seed is None else seed
+    base_profile = profile
+    if seed != profile.seed:
+        profile = load_profile(profile, {"seed": seed})
+    out = arm_paths(base_profile, arm, seed, run_dir)
+    main = arm_paths(base_profile, MAIN_ARM, seed, run_dir)
     t = profile.training
+    if arm == MAIN_ARM:
+        if out.root == run_paths(profile, run_dir).root:
+            return run_schedule(profile, run_dir, progress=progress)
+        # A replicate keeps the stages that the stage-6 arms start from (stages before the first 6).
+        first_six = next((k for k, b in enumerate(t.schedule) if b.stage == 6), len(t.schedule))
+        keep = {b.stage for b in t.schedule[:first_six]} if profile.ablations.stage6 else set()
+        return run_schedule(profile, run_dir, output=out, save_stages=keep, progress=progress)
     if kind == "schedule":
         return run_schedule(profile, run_dir, schedule=ablation_schedule(t.schedule, name, t.batch_size, t.seq_len),
                             output=out, save_stages=False, progress=progress)
     if kind == "init":
         return run_schedule(profile, run_dir, init=name, output=out, save_stages=False, progress=progress)
     if kind == "stage6":
-        from .profiles import load_profile
-
         return run_schedule(load_profile(profile, {"training.stage6": name}), run_dir, output=out, save_stages=False,
-                            progress=progress)
-    raise TrainingError(f"Unknown ablation arm {arm!r}: use schedule:<name>, init:<name> or stage6:<lora|qlora>.")
+                            reuse=[main], progress=progress)
+    if kind == "baseline" and name == "no_expansion":
+        # Every parameter trains (the strongest use of the compute without new tokens), with the
+        # learning rate of the seven stages' stage 6, for their total optimizer steps.
+        return run_schedule(profile, run_dir, schedule=ablation_schedule(t.schedule, "full_finetune", t.batch_size,
+                                                                         t.seq_len),
+                            output=out, save_stages=False, expand=False, progress=progress)
+    if kind == "replay":
+        try:
+            share = float(name)
+        except ValueError:
+            share = -1.0
+        if not 0 <= share <= 0.9:
+            raise TrainingError(f"Ablation arm {arm!r}: the replay share must be a number in [0, 0.9], e.g. replay:0.")
+        return run_schedule(load_profile(profile, {"training.english_replay": share}), run_dir, output=out,
+                            save_stages=False, progress=progress)
+    raise TrainingError(f"Unknown ablation arm {arm!r}: use seven_stages, schedule:<name>, init:<name>, "
+                        f"stage6:<lora|qlora>, baseline:no_expansion or replay:<share>.")
 
 
 def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = None) -> dict[str, Any]:
@@ -260,5 +347,6 @@ def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = 
     return record
 
 
-__all__ = ["initialise_extended_model", "plan_extension", "resolve_schedule", "run_schedule", "run_ablation",
+__all__ = ["initialise_extended_model", "initialise_unextended_model", "ablation_arms", "arm_seeds", "arm_paths",
+           "MAIN_ARM", "plan_extension", "resolve_schedule", "run_schedule", "run_ablation",
            "ScheduleResult", "load_stage_record", "schedule_key"]
