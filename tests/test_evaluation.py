@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from eeve_lib.method.evaluation import _window_plan, score_texts
-from eeve_lib.method.kobest import TASKS, MultipleChoice, macro_f1, score_task, to_examples
+from eeve_lib.method.kobest import TASKS, MultipleChoice, encode_pair, macro_f1, score_task, to_examples
 
 
 class CharTokenizer:
@@ -149,9 +149,9 @@ def test_kobest_formats_and_scorer(task):
     example = examples[0]
     for answer in range(len(example.choices)):
         # A model that knows the continuation `answer` (a bigram chain through it) must pick it.
-        ids = [tok.eos_token_id] + tok(example.context).input_ids + tok(example.choices[answer]).input_ids
-        start = len(ids) - len(example.choices[answer]) - 1
-        table = {ids[i]: ids[i + 1] for i in range(start, len(ids) - 1)}
+        context, continuation = encode_pair(tok, example.context, example.continuations[answer])
+        ids = context + continuation
+        table = {ids[i]: ids[i + 1] for i in range(len(context) - 1, len(ids) - 1)}
         fixed = [MultipleChoice(example.context, example.choices, answer)]
         result = score_task(BigramModel(len(tok), table), tok, fixed)
         assert result["accuracy"] == 1.0, (task, answer)
@@ -170,3 +170,39 @@ def test_copa_connectors():
     cause = to_examples("copa", [{**FIXTURES["copa"][0], "question": "원인"}])[0]
     effect = to_examples("copa", FIXTURES["copa"])[0]
     assert cause.context.endswith("왜냐하면") and effect.context.endswith("그래서")
+
+
+# lm-eval 0.4.13's kobest_* prompts, spelled out (tests/test_harness.py checks them against the harness).
+HARNESS_PROMPTS = {
+    "boolq": ("하늘은 파랗다. 질문: 하늘은 파란가? 답변: ", (" 아니오", " 예")),
+    "copa": ("비가 왔다.  그래서", (" 우산을 썼다.", " 춤을 췄다.")),
+    "hellaswag": ("문장: 그는 문을 열고", (" 나갔다.", " 먹었다.", " 잤다.", " 울었다.")),
+    "sentineg": ("문장: 정말 좋다 긍부정:", (" 부정", " 긍정")),
+    "wic": ("문장1: 배가 고프다. 문장2: 배를 탔다. 두 문장에서 배가 같은 뜻으로 쓰였나?", (" 아니오", " 예")),
+}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_kobest_prompts_are_the_harness_templates(task):
+    example = to_examples(task, FIXTURES[task])[0]
+    assert (example.context, example.continuations) == HARNESS_PROMPTS[task]
+
+
+def test_trailing_space_of_the_context_moves_to_the_continuation():
+    tok = SyllableTokenizer()
+    context, continuation = encode_pair(tok, "하늘 답변: ", " 예")
+    assert context == tok("하늘 답변:").input_ids and continuation == tok("  예").input_ids
+
+
+def test_accuracy_norm_divides_by_the_answer_characters():
+    """Summed log-likelihood picks the short answer, per character the long one (as the harness's acc_norm)."""
+    tok = SyllableTokenizer()
+    example = MultipleChoice("문장:", ("가", "나다나다"), 1)
+    ids_short = encode_pair(tok, example.context, example.continuations[0])
+    ids_long = encode_pair(tok, example.context, example.continuations[1])
+    # a uniform model: every token costs log V, so summed scores favour the shorter continuation
+    result = score_task(UniformModel(len(tok)), tok, [example])
+    assert len(ids_short[1]) < len(ids_long[1])
+    assert result["accuracy"] == 0.0
+    # per character: (2 log V)/1 against (5 log V)/4, so the long answer wins
+    assert result["accuracy_norm"] == 1.0
