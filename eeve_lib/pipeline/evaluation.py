@@ -238,6 +238,13 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
         examples = {task: to_examples(task, load_kobest(task, entry, ev.kobest_limit)) for task in TASKS}
         kobest = {"dataset": entry.dataset, "revision": entry.revision, "resolved_commit": resolved_revision(entry),
                   "results": evaluate_kobest(chosen, examples)}
+        # The same models through EleutherAI's lm-evaluation-harness (its kobest_* tasks), on the same
+        # pinned files: numbers that compare with public leaderboards.
+        from .harness import evaluate_kobest_harness, kobest_data_files
+
+        chosen_dirs = {n: p for n, p in model_directories(profile, run_dir).items() if n in ("base", "final")}
+        harness = evaluate_kobest_harness(chosen_dirs, TASKS, ev.kobest_limit, dataset_override=kobest_data_files(entry),
+                                          device=profile.device)
     parallel = parallel_fertility(profile, run_dir)
     metrics = {
         "profile": profile.name,
@@ -251,6 +258,7 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
     if ev.kobest:
         metrics["kobest"] = kobest["results"]
         metrics["kobest_data"] = {k: v for k, v in kobest.items() if k != "results"}
+        metrics["kobest_harness"] = harness
     atomic.write_json(paths.metrics, metrics)
     return metrics
 
