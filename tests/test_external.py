@@ -132,8 +132,13 @@ def test_the_staged_config_has_the_numbers_as_substitutions(tmp_path):
 
 
 def test_pages_use_only_known_substitutions():
-    """A misspelt {{ key }} would render as nothing: every one a page uses exists."""
-    known = set(external.substitutions())
+    """A misspelt {{ key }} would render as nothing: every one a page uses exists (outside numbers, and
+    what the build measures of its run)."""
+    from eeve_lib.book.build import run_substitutions
+    from eeve_lib.pipeline.runner import chapters_in_order
+
+    report = {"profile": "tiny", "chapters": {name: {"wall_seconds": 1} for name in chapters_in_order()}}
+    known = set(external.substitutions()) | set(run_substitutions(report, ROOT / "book", environment=ROOT / "book"))
     used = []
     for path in sorted((ROOT / "book").glob("*.md")) + sorted((ROOT / "book").glob("*.ipynb")):
         used += [(path.name, k) for k in re.findall(r"\{\{\s*(\w+)\s*\}\}", path.read_text(encoding="utf-8"))]
@@ -149,3 +154,19 @@ def test_papermills_injected_parameters_cell_is_hidden():
                     {"cell_type": "code", "metadata": {}, "source": "1"}]}
     tags = [c["metadata"]["tags"] for c in hide_injected_parameters(nb)["cells"]]
     assert tags == [["parameters"], ["injected-parameters", "remove-cell"], []]
+
+
+def test_run_substitutions_measure_the_run(tmp_path):
+    from eeve_lib.book.build import run_substitutions
+
+    (tmp_path / "a").write_bytes(b"x" * 5000)
+    (tmp_path / "b").hardlink_to(tmp_path / "a")  # counted once
+    report = {"profile": "tiny", "hardware": {"cpu_count": 2},
+              "chapters": {"00_base_model": {"wall_seconds": 30}, "01_intermediate_tokenizer": {"wall_seconds": 150}}}
+    subs = run_substitutions(report, tmp_path, environment=tmp_path)
+    assert subs["run_total_time"] == "3.0 min" and subs["time_00_base_model"] == "30 s"
+    assert subs["run_profile"] == "tiny" and subs["run_cpu_count"] == "2"
+    from eeve_lib.book.build import disk_usage
+
+    assert disk_usage(tmp_path) == (tmp_path / "a").stat().st_blocks * 512  # the hard link adds nothing
+    assert subs["run_size"].endswith(" KB")

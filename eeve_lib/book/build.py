@@ -88,11 +88,50 @@ def _banner_cell(chapter: str, report: dict[str, Any]) -> dict[str, Any]:
     return {"cell_type": "markdown", "metadata": {}, "source": text}
 
 
-def staged_config(config: Path = CONFIG) -> str:
-    """``_config.yml`` with the outside numbers as MyST substitutions (``{{ key }}``, ``{{ key_cite }}``)."""
+def _fmt_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes on disk under ``root``, each file once (a student's run shares the book's by hard links)."""
+    seen, total = set(), 0
+    for path in Path(root).rglob("*"):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+    return total
+
+
+def run_substitutions(report: dict[str, Any], run_root: Path, environment: Path | None = None) -> dict[str, str]:
+    """What the pages may say about the run they were built from, as MyST substitutions: the profile
+    (``{{ run_profile }}``), the time of every chapter (``{{ time_03_embedding_init }}``) and of all
+    (``{{ run_total_time }}``), the machine's cores, and the disk of the run folder and of the Python
+    environment (``{{ run_size }}``, ``{{ environment_size }}``), measured as the book is built."""
+    chapters = report.get("chapters", {})
+    subs = {"run_profile": str(report.get("profile")),
+            "run_total_time": _fmt_seconds(sum(r.get("wall_seconds", 0) for r in chapters.values())),
+            "run_cpu_count": str((report.get("hardware") or {}).get("cpu_count")),
+            "run_size": _fmt_bytes(disk_usage(run_root)),
+            "environment_size": _fmt_bytes(disk_usage(environment or Path(sys.prefix)))}
+    subs.update({f"time_{name}": _fmt_seconds(r.get("wall_seconds", 0)) for name, r in chapters.items()})
+    return subs
+
+
+def staged_config(config: Path = CONFIG, extra: dict[str, str] | None = None) -> str:
+    """``_config.yml`` with the outside numbers as MyST substitutions (``{{ key }}``, ``{{ key_cite }}``),
+    and ``extra`` ones (:func:`run_substitutions`)."""
     data = yaml.safe_load(config.read_text(encoding="utf-8"))
     parse = data.setdefault("parse", {})
-    parse["myst_substitutions"] = {**(parse.get("myst_substitutions") or {}), **substitutions()}
+    parse["myst_substitutions"] = {**(parse.get("myst_substitutions") or {}), **substitutions(), **(extra or {})}
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
@@ -121,7 +160,7 @@ def stage_sources(profile: str, run_dir=None, stage_dir: Path | None = None) -> 
     if stage.exists():
         shutil.rmtree(stage)
     (stage / "book").mkdir(parents=True)
-    (stage / CONFIG.name).write_text(staged_config(), encoding="utf-8")
+    (stage / CONFIG.name).write_text(staged_config(extra=run_substitutions(report, paths.root)), encoding="utf-8")
     shutil.copy(TOC, stage / TOC.name)
     for item in BOOK_DIR.iterdir():
         if item.suffix == ".ipynb" or item.name.startswith(".") or item.name == "__pycache__":
