@@ -7,6 +7,13 @@ there, the sidebar of the index page must lead to every chapter of ``_toc.yml``,
 "Reproducibility status" page must list every chapter. A screenshot of the index page is kept in
 ``_build/test-artifacts/index.png``.
 
+Reading comfort, on every page at a desktop width (1400 px) and a phone width (400 px): the page
+never scrolls sideways; no element sticks out of the article's column; at 1400 px no code, output
+or table hides part of itself behind a horizontal scroll bar (at 400 px code and output blocks may
+scroll inside their own box, as they are designed to); every image has at least as many pixels as
+it is shown with. The References page lists at least 8 sources, and no file of the built HTML
+names a placeholder repository or a launch service.
+
 Nothing is downloaded: the browser and the driver are Debian's (``apt-get install chromium
 chromium-driver``), passed to selenium by path so that selenium-manager never runs. Other paths can
 be given with EEVE_CHROMIUM and EEVE_CHROMEDRIVER; where either program is missing, the tests skip.
@@ -51,8 +58,8 @@ CHROMIUM_FLAGS = [
 # SEVERE console messages that are not the book's fault, and the only ones ignored:
 # 1. A request to a third-party host (anything but the 127.0.0.1 server) that the closed network
 #    blocks: "https://host/... - Failed to load resource: net::ERR_...". _config.yml is set up so
-#    that the pages request nothing external (the remaining github/mybinder/colab URLs are plain
-#    links), so this should not match; if it does, a warning names the URL.
+#    that the pages request nothing external, so this should not match; if it does, a warning
+#    names the URL.
 # 2. The 404 for /favicon.ico at the root of the server: Chromium asks for it on its own on the
 #    first page of an origin (the redirecting index.html has no <link rel="icon">); no page of the
 #    book refers to it.
@@ -86,6 +93,12 @@ TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 TOC_ROOT = _strip_ext(TOC["root"])  # the page index.html redirects to
 TOC_CHAPTERS = [_strip_ext(f) for f in _toc_files({"parts": TOC.get("parts", []), "chapters": TOC.get("chapters", [])})]
 STATUS_PAGE = "book/status"
+REFERENCES_PAGE = "book/references"
+PAGES = ["index", *TOC_CHAPTERS] + ([] if STATUS_PAGE in TOC_CHAPTERS else [STATUS_PAGE])
+WIDTHS = (1400, 400)  # a desktop window and a phone, in CSS pixels
+# Strings no built file may contain: the old placeholder repository, Jupyter Book's default
+# repository, and the launch services (the book has no launch buttons: no public repository).
+PLACEHOLDERS = ("eeve-book/eeve-book", "executablebooks/jupyter-book", "mybinder.org", "colab.research.google.com")
 
 
 def _notebook_chapters() -> list[str]:
@@ -241,6 +254,83 @@ def _shown_figures(driver) -> int:
         ".filter(i => i.complete && i.naturalWidth > 0 && i.offsetWidth > 0 && i.offsetHeight > 0).length")
 
 
+# Layout problems of the open page, as [{"what", "element", "detail"}]. ``scrolling_code_ok``:
+# whether code and output blocks (pre, highlighted code, cell outputs, table wrappers) may scroll
+# inside their own box (the phone width) or count as clipped (the desktop width).
+LAYOUT_JS = r"""
+const scrollingCodeOk = arguments[0];
+const problems = [];
+const describe = el => {
+  let s = el.tagName.toLowerCase();
+  if (el.id) s += '#' + el.id;
+  const cls = (typeof el.className === 'string' ? el.className : '').trim().split(/\s+/).filter(c => c);
+  if (cls.length) s += '.' + cls.slice(0, 3).join('.');
+  const text = (el.innerText || '').trim().replace(/\s+/g, ' ').slice(0, 60);
+  return text ? `${s} "${text}"` : s;
+};
+const doc = document.documentElement;
+if (doc.scrollWidth > doc.clientWidth + 1) {
+  problems.push({what: 'the page scrolls sideways', element: 'html',
+                 detail: `${doc.scrollWidth} px of content in ${doc.clientWidth} px`});
+}
+const article = document.querySelector('article.bd-article') || document.querySelector('main');
+if (!article) return problems;
+const column = article.getBoundingClientRect();
+const codeBox = el => el.matches(
+  'pre, div.highlight, div.cell_output, div.output, div.cell_input, .pst-scrollable-table-container, ' +
+  'div.table-wrapper, .MathJax, mjx-container, .math');
+const scrolls = st => ['auto', 'scroll', 'hidden'].includes(st.overflowX);
+const insideScroller = el => {
+  for (let p = el.parentElement; p && p !== article; p = p.parentElement) {
+    if (scrolls(getComputedStyle(p))) return true;
+  }
+  return false;
+};
+for (const el of article.querySelectorAll('*')) {
+  const st = getComputedStyle(el);
+  if (st.display === 'none' || st.visibility === 'hidden' || el.getClientRects().length === 0) continue;
+  if (st.position === 'absolute' || st.position === 'fixed') continue;  // tooltips, copy buttons
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) continue;
+  if (scrolls(st) && el.scrollWidth > el.clientWidth + 1 && !(scrollingCodeOk && codeBox(el))) {
+    problems.push({what: 'hides part of itself behind a scroll bar', element: describe(el),
+                   detail: `${el.scrollWidth} px of content in ${el.clientWidth} px`});
+  }
+  if (r.right > column.right + 1 && !insideScroller(el)) {
+    problems.push({what: "sticks out of the article's column", element: describe(el),
+                   detail: `right edge ${Math.round(r.right)} px, column ends at ${Math.round(column.right)} px`});
+  }
+}
+return problems;
+"""
+
+# Images shown with more CSS pixels than they have: blurry (figures are PNGs at twice their size).
+BLURRY_IMAGES_JS = """
+return Array.from(document.images)
+  .filter(i => i.complete && i.naturalWidth > 0 && i.getClientRects().length > 0)
+  .filter(i => i.naturalWidth + 0.5 < i.getBoundingClientRect().width)
+  .map(i => `${(i.currentSrc || i.src).split('/').pop()}: ${i.naturalWidth} px shown at ` +
+            `${Math.round(i.getBoundingClientRect().width)} px`);
+"""
+
+
+def _layout_problems(driver, width: int) -> list[str]:
+    found = driver.execute_script(LAYOUT_JS, width < 800)
+    # One line per problem; an element inside one already listed adds nothing.
+    return [f"{p['element']}: {p['what']} ({p['detail']})" for p in found]
+
+
+@pytest.fixture
+def window(browser):
+    """Set the browser's width for one test; back to the default width after it."""
+    def resize(width: int):
+        browser.set_window_size(width, 1000)
+        _wait(browser, lambda d: abs(d.execute_script("return window.innerWidth") - width) <= 20,
+              f"the window did not resize to {width} px")
+    yield resize
+    resize(WIDTHS[0])
+
+
 # --------------------------------------------------------------------------------------------
 # Tests
 
@@ -262,7 +352,7 @@ def test_index_screenshot(browser, site):
     assert _console_errors(browser, site) == [], "index (first visit): console errors"
 
 
-@pytest.mark.parametrize("page", ["index", *TOC_CHAPTERS] + ([] if STATUS_PAGE in TOC_CHAPTERS else [STATUS_PAGE]))
+@pytest.mark.parametrize("page", PAGES)
 def test_page_loads_cleanly(browser, site, page):
     """HTTP 200, no SEVERE console message, every image loaded; figures on the executed chapters."""
     browser.get_log("browser")  # drop what earlier pages logged
@@ -314,3 +404,46 @@ def test_status_page(browser, site):
     from eeve_lib.pipeline.runner import chapters_in_order
 
     assert names == chapters_in_order()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_nothing_is_wider_than_its_column(browser, site, window, page):
+    """At 1400 and 400 px: no sideways page scroll, nothing sticking out, nothing clipped (see LAYOUT_JS),
+    and every image at least as wide, in pixels, as it is shown."""
+    problems = []
+    for width in WIDTHS:
+        window(width)
+        _open(browser, site, page)
+        problems += [f"{width} px: {p}" for p in _layout_problems(browser, width)]
+        problems += [f"{width} px: blurry image {i}" for i in browser.execute_script(BLURRY_IMAGES_JS)]
+    if problems:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / f"{page.replace('/', '_')}-{WIDTHS[-1]}.png"))
+    assert not problems, f"{page}:\n" + "\n".join(problems)
+
+
+def test_references_page(browser, site):
+    """The bibliography renders, with at least 8 sources, and the introduction's citations link to it."""
+    from selenium.webdriver.common.by import By
+
+    assert REFERENCES_PAGE in TOC_CHAPTERS, "_toc.yml lists no References page"
+    _open(browser, site, REFERENCES_PAGE)
+    entries = browser.find_elements(By.CSS_SELECTOR, "article.bd-article .citation, article.bd-article dl.citation > dt")
+    labels = {e.get_attribute("id") or e.text for e in entries}
+    assert len(labels) >= 8, f"the References page lists {len(labels)} sources"
+    text = browser.find_element(By.CSS_SELECTOR, "article.bd-article").text
+    assert "Efficient and Effective Vocabulary Expansion" in text
+    _open(browser, site, TOC_ROOT)
+    cites = browser.find_elements(By.CSS_SELECTOR, "article.bd-article a[href*='references.html#']")
+    assert cites, f"{TOC_ROOT} cites nothing from the References page"
+
+
+def test_no_placeholder_repository_in_the_html(site):
+    """No built file names a placeholder repository or a launch service (there is no public repository)."""
+    found = []
+    for path in sorted(Path(site["html"]).rglob("*")):
+        if path.suffix not in (".html", ".js", ".json", ".txt", ".ipynb", ".md", ".css", ".xml"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found += [f"{path.relative_to(site['html'])}: {p}" for p in PLACEHOLDERS if p in text]
+    assert not found, "placeholder URLs in the built book:\n" + "\n".join(found)

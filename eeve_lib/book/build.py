@@ -2,8 +2,11 @@
 
 ``eeve build --profile P`` stages the book's pages with the *executed* notebooks of
 ``runs/<P>/executed/`` in place of the stored (output-free) chapters, adds a line to each chapter
-saying how and when it was executed, generates the "Reproducibility status" page from
-``report.json``, and runs Jupyter Book 1.x with warnings treated as errors. A run done elsewhere
+saying how and when it was executed, hides papermill's injected parameters cell (the author's
+``parameters`` cell stays, once), generates the "Reproducibility status" page from
+``report.json``, writes the outside numbers of :mod:`eeve_lib.book.external` into the staged
+``_config.yml`` as MyST substitutions (``{{ new_tokens_solar }}`` in a page), and runs Jupyter
+Book 1.x with warnings treated as errors. A run done elsewhere
 (say on a GPU server) can be copied into ``runs/<P>/`` and built here. Shown in the introduction.
 """
 
@@ -16,13 +19,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..errors import EeveError
 from ..pipeline.paths import run_paths
 from ..pipeline.profiles import PROJECT_ROOT
 from ..pipeline.runner import BOOK_DIR, TOC, check_commit, chapters_in_order, load_report
+from .external import substitutions
 
 CONFIG = PROJECT_ROOT / "_config.yml"
 STATUS_PAGE = "status.md"
+# papermill tags the cell it injects after the author's ``parameters`` cell with this tag.
+INJECTED_TAG = "injected-parameters"
 
 
 def _fmt_seconds(s: float) -> str:
@@ -42,7 +50,8 @@ def status_page(report: dict[str, Any], commit_warning: str | None = None) -> st
         "generated from `report.json` of that run.",
         "",
         f"- **Profile:** `{report.get('profile')}`",
-        f"- **Commit:** `{git.get('commit') or 'unknown'}`" + (" (with uncommitted changes)" if git.get("dirty") else ""),
+        f"- **Commit:** `{git.get('commit') or 'unknown'}`"
+        + (" (with uncommitted changes)" if git.get("dirty") else ""),
         f"- **Hardware:** {hw.get('cuda') or 'CPU only'}; {hw.get('cpu_count')} CPU cores; {hw.get('platform')}",
         f"- **Finished:** {report.get('finished_at', 'unknown')}",
         f"- **Total execution time:** {_fmt_seconds(total)}",
@@ -60,7 +69,8 @@ def status_page(report: dict[str, Any], commit_warning: str | None = None) -> st
     lines += ["", "## Package versions", "", "| Package | Version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted((report.get("packages") or {}).items())]
     lines += [f"| python | {hw.get('python')} |", "", "## Data", "",
-              "| Corpus | Language | Source | Revision | License | Size | sha256 (verified) |", "|---|---|---|---|---|---|---|"]
+              "| Corpus | Language | Source | Revision | License | Size | sha256 (verified) |",
+              "|---|---|---|---|---|---|---|"]
     for d in report.get("data", []):
         sha = d.get("sha256_verified") or "hub (not local)"
         lines.append(f"| {d['name']} | {d['language']} | {d['source']} | {d['revision']} | {d['license']} | "
@@ -76,6 +86,62 @@ def _banner_cell(chapter: str, report: dict[str, Any]) -> dict[str, Any]:
             f"{_fmt_seconds(r.get('wall_seconds', 0))} (peak memory {r.get('peak_memory_mb', 0):.0f} MB), "
             f"finished {r.get('finished_at')}. See [Reproducibility status](status.md).\n```")
     return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes on disk under ``root``, each file once (a student's run shares the book's by hard links)."""
+    seen, total = set(), 0
+    for path in Path(root).rglob("*"):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+    return total
+
+
+def run_substitutions(report: dict[str, Any], run_root: Path, environment: Path | None = None) -> dict[str, str]:
+    """What the pages may say about the run they were built from, as MyST substitutions: the profile
+    (``{{ run_profile }}``), the time of every chapter (``{{ time_03_embedding_init }}``) and of all
+    (``{{ run_total_time }}``), the machine's cores, and the disk of the run folder and of the Python
+    environment (``{{ run_size }}``, ``{{ environment_size }}``), measured as the book is built."""
+    chapters = report.get("chapters", {})
+    subs = {"run_profile": str(report.get("profile")),
+            "run_total_time": _fmt_seconds(sum(r.get("wall_seconds", 0) for r in chapters.values())),
+            "run_cpu_count": str((report.get("hardware") or {}).get("cpu_count")),
+            "run_size": _fmt_bytes(disk_usage(run_root)),
+            "environment_size": _fmt_bytes(disk_usage(environment or Path(sys.prefix)))}
+    subs.update({f"time_{name}": _fmt_seconds(r.get("wall_seconds", 0)) for name, r in chapters.items()})
+    return subs
+
+
+def staged_config(config: Path = CONFIG, extra: dict[str, str] | None = None) -> str:
+    """``_config.yml`` with the outside numbers as MyST substitutions (``{{ key }}``, ``{{ key_cite }}``),
+    and ``extra`` ones (:func:`run_substitutions`)."""
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    parse = data.setdefault("parse", {})
+    parse["myst_substitutions"] = {**(parse.get("myst_substitutions") or {}), **substitutions(), **(extra or {})}
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def hide_injected_parameters(nb: dict[str, Any]) -> dict[str, Any]:
+    """Tag papermill's injected parameters cell ``remove-cell``: the page shows the author's only."""
+    for cell in nb.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if INJECTED_TAG in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    return nb
 
 
 def stage_sources(profile: str, run_dir=None, stage_dir: Path | None = None) -> Path:
@@ -94,7 +160,7 @@ def stage_sources(profile: str, run_dir=None, stage_dir: Path | None = None) -> 
     if stage.exists():
         shutil.rmtree(stage)
     (stage / "book").mkdir(parents=True)
-    shutil.copy(CONFIG, stage / CONFIG.name)
+    (stage / CONFIG.name).write_text(staged_config(extra=run_substitutions(report, paths.root)), encoding="utf-8")
     shutil.copy(TOC, stage / TOC.name)
     for item in BOOK_DIR.iterdir():
         if item.suffix == ".ipynb" or item.name.startswith(".") or item.name == "__pycache__":
@@ -104,6 +170,7 @@ def stage_sources(profile: str, run_dir=None, stage_dir: Path | None = None) -> 
         nb = json.loads(paths.executed_notebook(chapter).read_text(encoding="utf-8"))
         # After the title cell: how this page was computed.
         nb["cells"].insert(1, _banner_cell(chapter, report))
+        hide_injected_parameters(nb)
         (stage / "book" / f"{chapter}.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     (stage / "book" / STATUS_PAGE).write_text(status_page(report, warning), encoding="utf-8")
     return stage

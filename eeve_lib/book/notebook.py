@@ -55,6 +55,7 @@ def setup(profile: str = "tiny", run_dir: str | None = None, device: str | None 
     matplotlib.rcParams.update({"figure.dpi": 110, "figure.figsize": (7.5, 3.6), "axes.grid": True,
                                 "grid.alpha": 0.3, "font.size": 9})
     _use_korean_font(matplotlib)
+    _sharp_inline_figures()
     global current
     current = prof, chapter_paths(prof, run_dir)
     return current
@@ -86,6 +87,20 @@ def student_paths(prof: Profile, name: str | None = None, *, announce: bool = Tr
         start = f" (started from the book's run: {', '.join(copied)})" if fresh and copied else ""
         print(f"[eeve] {why} {student.root}{start}; the book's run {book.root} is left as it is.")
     return student
+
+
+def _sharp_inline_figures() -> None:
+    """Inline figures as PNG at twice their displayed size ("retina"): sharp on high-density
+    screens and when the page scales them; the page shows them at their size, in pixels."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the kernel
+        return
+    if get_ipython() is None:  # a script or a test, not a kernel: nothing is shown inline
+        return
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    set_matplotlib_formats("retina")
 
 
 def _use_korean_font(matplotlib) -> None:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from ..method.stages import STAGES, Stage, trainable_counts
+from .external import number
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ def stage_table(shape: Shape, tokens_per_stage: dict[int, int], save_bytes: int 
         floor = memory["total"] / 2**30
         rows.append({"stage": number, "trains": stage.name, "trainable parameters": memory["trainable"],
                      "memory floor (GiB)": floor,
-                     f"GPUs of {GPU_MEMORY_GIB} GB at least": max(1, -(-int(floor * 2**30) // (GPU_MEMORY_GIB * 10**9))),
+                     f"GPUs of {GPU_MEMORY_GIB} GB at least":
+                         max(1, -(-int(floor * 2**30) // (GPU_MEMORY_GIB * 10**9))),
                      "training FLOPs": stage_flops_per_token(shape, stage) * tokens,
                      "saved model (GiB)": shape.total_params * save_bytes / 2**30})
     return rows
@@ -115,9 +117,10 @@ def run_disk_gib(shape: Shape, base_rows: int, stages: int, base_bytes: int = 4,
             "stages and final model": (stages + 1) * shape.total_params * save_bytes / 2**30}
 
 
-# Cited, not computed: phi-2's config.json (32 layers, 51,200 embedding rows), its tokenizer (50,295
-# tokens), and the EEVE-Korean-2.8B model card (a vocabulary of 58,944).
-PHI2_LAYERS, PHI2_TOKENS, PHI2_ROWS, EEVE_KOREAN_2_8B_VOCABULARY = 32, 50295, 51200, 58944
+# Cited, not computed (eeve_lib/book/external.py, with their sources): phi-2's config.json (layers,
+# embedding rows), its tokenizer (tokens), and EEVE-Korean-2.8B's config.json (its vocabulary).
+PHI2_LAYERS, PHI2_TOKENS, PHI2_ROWS, EEVE_KOREAN_2_8B_VOCABULARY = (
+    number(k).value for k in ("phi2_layers", "phi2_tokenizer_tokens", "phi2_rows", "eeve_2_8b_vocab_rows"))
 
 
 def phi2_shape() -> Shape:
@@ -148,12 +151,14 @@ def full_profile_stage_table() -> list[dict]:
     return profile_stage_table(phi2_shape(), "full")
 
 
-# Cited, not computed: SOLAR-10.7B's config.json (upstage/SOLAR-10.7B-v1.0: hidden 4096, 48 layers,
-# 32 attention heads, 8 key-value heads, MLP 14336, a 32,000-token vocabulary, RMSNorm, no biases,
-# untied embeddings) and the EEVE-Korean-10.8B model card (a vocabulary of 40,960).
-SOLAR_HIDDEN, SOLAR_LAYERS, SOLAR_HEADS, SOLAR_KV_HEADS, SOLAR_MLP, SOLAR_TOKENS = 4096, 48, 32, 8, 14336, 32000
+# Cited, not computed (eeve_lib/book/external.py, with their sources): SOLAR-10.7B's config.json
+# (upstage/SOLAR-10.7B-v1.0: hidden size, layers, attention and key-value heads, MLP width, vocabulary;
+# RMSNorm, no biases, untied embeddings) and EEVE-Korean-10.8B's config.json (its vocabulary).
+SOLAR_HIDDEN, SOLAR_LAYERS, SOLAR_HEADS, SOLAR_KV_HEADS, SOLAR_MLP, SOLAR_TOKENS = (
+    number(k).value for k in ("solar_hidden", "solar_layers", "solar_heads", "solar_kv_heads", "solar_mlp",
+                              "solar_vocab"))
 SOLAR_ROWS = SOLAR_TOKENS  # SOLAR's embedding matrices are not padded
-EEVE_KOREAN_10_8B_VOCABULARY = 40960
+EEVE_KOREAN_10_8B_VOCABULARY = number("eeve_10_8b_vocab_rows").value
 
 
 def solar_shape() -> Shape:
@@ -292,7 +297,8 @@ def print_memory_plans(gpus: int = 8, rank: int | None = None) -> None:
 if __name__ == "__main__":  # python -m eeve_lib.book.resources: the README's per-stage tables
     for name, (make_shape, base_rows, profile) in MODELS.items():
         shape = make_shape()
-        print(f"{name} extended to {shape.rows:,} rows: {shape.total_params:,} parameters (budgets of profile {profile})")
+        print(f"{name} extended to {shape.rows:,} rows: {shape.total_params:,} parameters "
+              f"(budgets of profile {profile})")
         print(f"{'stage':>5}  {'trainable':>14}  {'memory floor GiB':>16}  {'GPUs':>4}  {'training FLOPs':>14}  trains")
         for row in profile_stage_table(shape, profile):
             print(f"{row['stage']:>5}  {row['trainable parameters']:>14,}  {row['memory floor (GiB)']:>16.1f}  "

@@ -4,12 +4,15 @@
 So the dry profiles read a local model of the same *shape* with random weights and a tokenizer of
 the same family and size trained locally on English:
 
-* ``full-dry``: phi-2's configuration (hidden size 2560, 32 heads, untied head with a bias, the
-  vocabulary padded to 51,200 rows) and a byte-level BPE of phi-2's size (50,257 BPE entries plus
-  38 whitespace tokens, 50,295 in all);
-* ``solar-dry``: SOLAR-10.7B's configuration (a Llama: hidden size 4096, 32 heads with 8
-  key-value heads, MLP 14,336, untied head without a bias, 32,000 rows, unpadded) and a
-  SentencePiece-style BPE with byte fallback of SOLAR's 32,000 pieces.
+* ``full-dry``: phi-2's configuration (hidden size, heads, untied head with a bias, the
+  vocabulary padded to phi-2's row count) and a byte-level BPE of phi-2's size (its BPE entries
+  plus whitespace tokens);
+* ``solar-dry``: SOLAR-10.7B's configuration (a Llama: grouped-query attention, a gated MLP,
+  untied head without a bias, unpadded rows) and a SentencePiece-style BPE with byte fallback of
+  SOLAR's size.
+
+The sizes, with their sources (the models' ``config.json``), are in
+:mod:`eeve_lib.book.external`; the profiles ``full-dry`` and ``solar-dry`` hold the configurations.
 
 Only the number of layers is cut down (the profile's ``num_hidden_layers``). ``eeve
 prepare-full-dry --profile <name>`` writes it; chapter 00 then loads it exactly as the full
