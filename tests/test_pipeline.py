@@ -47,10 +47,22 @@ def test_stages_preserve_the_base_models_parameters(micro_run):
 def test_metrics_hold_every_model_and_korean_improves(micro_run):
     metrics = json.loads((micro_run["run_dir"] / "eval" / "metrics.json").read_text())
     models = metrics["models"]
-    expected = {"base", "final"} | {f"stage{n}" for n in STAGES} | {
-        "ablation:schedule-full_finetune", "ablation:schedule-embeddings_only", "ablation:init-mean_resizing",
-        "ablation:init-random", "ablation:stage6-lora"}
+    arms = ["schedule-full_finetune", "schedule-embeddings_only", "init-mean_resizing", "init-random",
+            "stage6-lora", "baseline-no_expansion", "replay-0", "replay-0.5"]
+    seeds = [1234 + k for k in range(MICRO["ablations.seeds"])]
+    expected = {"base", "extended", "final"} | {f"stage{n}" for n in STAGES} | {
+        f"ablation:{arm}" for arm in arms} | {f"ablation:{arm}@seed{s}" for arm in arms + ["seven_stages"]
+                                              for s in seeds[1:]}
     assert expected <= set(models)
+    # every arm at every seed, summarised with its spread and its training cost
+    assert set(metrics["arms"]) == {"seven_stages"} | {a.replace("-", ":", 1) for a in arms}
+    for arm, a in metrics["arms"].items():
+        assert a["seeds"] == seeds, arm
+        k = a["korean_bits_per_character"]
+        assert k["min"] <= k["mean"] <= k["max"] and len(k["values"]) == len(seeds), arm
+    # equal compute: every arm but the seven stages' own schedule has the same steps and tokens
+    steps = {arm: a["training"]["steps"]["mean"] for arm, a in metrics["arms"].items()}
+    assert len(set(steps.values())) == 1, steps
     for name, m in models.items():
         for language in ("korean", "english"):
             assert m[language]["bits_per_character"] > 0 and m[language]["tokens_per_character"] > 0, name
