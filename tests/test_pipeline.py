@@ -87,7 +87,9 @@ def test_built_book_has_every_chapter_with_figures_and_the_status_page(micro_run
     html = micro_run["index"].parent
     for chapter in chapters_in_order():
         page = (html / "book" / f"{chapter}.html").read_text()
-        assert "How this page was computed" in page and "<img" in page, chapter
+        assert "How this page was computed" in page, chapter
+        if chapter[:2].isdigit():  # the method chapters have figures; the full-scale page has tables
+            assert "<img" in page, chapter
     status = (html / "book" / "status.html").read_text()
     assert "Reproducibility status" in status and all(c in status for c in chapters_in_order())
 

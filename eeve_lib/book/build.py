@@ -37,6 +37,17 @@ def _fmt_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def _fmt_time(stamp: str) -> str:
+    """"2026-01-02T03:04:05+00:00" as "2026-01-02 03:04:05+00:00": a table cell may wrap at the space."""
+    return stamp.replace("T", " ", 1) if stamp else ""
+
+
+def _fmt_revision(revision: str) -> str:
+    """"owner/repo@<40 hex>" as `owner/repo@<12 hex>`: code, which a narrow table cell may break."""
+    repo, at, commit = str(revision).partition("@")
+    return f"`{repo}@{commit[:12]}`" if at and len(commit) == 40 else f"`{revision}`"
+
+
 def status_page(report: dict[str, Any], commit_warning: str | None = None) -> str:
     """The Markdown of the "Reproducibility status" page, generated from ``report.json``."""
     chapters = report.get("chapters", {})
@@ -53,28 +64,41 @@ def status_page(report: dict[str, Any], commit_warning: str | None = None) -> st
         f"- **Commit:** `{git.get('commit') or 'unknown'}`"
         + (" (with uncommitted changes)" if git.get("dirty") else ""),
         f"- **Hardware:** {hw.get('cuda') or 'CPU only'}; {hw.get('cpu_count')} CPU cores; {hw.get('platform')}",
-        f"- **Finished:** {report.get('finished_at', 'unknown')}",
+        f"- **Finished:** {_fmt_time(report.get('finished_at', '')) or 'unknown'}",
         f"- **Total execution time:** {_fmt_seconds(total)}",
         "",
     ]
     if commit_warning:
         lines += [":::{warning}", commit_warning, ":::", ""]
-    lines += ["## Chapters", "", "| Chapter | Status | Wall time | Share | Peak memory | Device | Commit | Finished |",
-              "|---|---|---|---|---|---|---|---|"]
+    # Device and commit get a column only where chapters differ; otherwise one line says it for all.
+    devices = {r.get("device") for r in chapters.values()}
+    commits = {(r.get("commit") or "?")[:12] for r in chapters.values()}
+    columns = ["Chapter", "Status", "Wall time", "Share", "Peak memory"]
+    columns += (["Device"] if len(devices) > 1 else []) + (["Commit"] if len(commits) > 1 else []) + ["Finished"]
+    lines += ["## Chapters", ""]
+    if len(devices) == 1 or len(commits) == 1:
+        same = ([f"on `{devices.pop()}`"] if len(devices) == 1 else []) + \
+               ([f"at commit `{commits.pop()}`"] if len(commits) == 1 else [])
+        lines += [f"Every chapter ran {' and '.join(same)}.", ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name, r in chapters.items():
         share = f"{100 * r.get('wall_seconds', 0) / total:.0f} %" if total else "-"
-        lines.append(f"| {name} | {r.get('status')} | {_fmt_seconds(r.get('wall_seconds', 0))} | {share} | "
-                     f"{r.get('peak_memory_mb', 0):.0f} MB | {r.get('device')} | `{(r.get('commit') or '?')[:12]}` | "
-                     f"{r.get('finished_at', '')} |")
+        cells = [name, str(r.get("status")), _fmt_seconds(r.get("wall_seconds", 0)), share,
+                 f"{r.get('peak_memory_mb', 0):.0f} MB"]
+        cells += [str(r.get("device"))] if "Device" in columns else []
+        cells += [f"`{(r.get('commit') or '?')[:12]}`"] if "Commit" in columns else []
+        cells += [_fmt_time(r.get("finished_at", ""))]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Package versions", "", "| Package | Version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted((report.get("packages") or {}).items())]
     lines += [f"| python | {hw.get('python')} |", "", "## Data", "",
-              "| Corpus | Language | Source | Revision | License | Size | sha256 (verified) |",
-              "|---|---|---|---|---|---|---|"]
+              "| Corpus (language) | Source | Revision | License | Size | sha256, verified |",
+              "|---|---|---|---|---|---|"]
     for d in report.get("data", []):
         sha = d.get("sha256_verified") or "hub (not local)"
-        lines.append(f"| {d['name']} | {d['language']} | {d['source']} | {d['revision']} | {d['license']} | "
-                     f"{d.get('size_bytes') or '-'} | `{sha[:16]}…` |")
+        size = _fmt_bytes(d["size_bytes"]) if d.get("size_bytes") else "-"
+        lines.append(f"| {d['name']} ({d['language']}) | {d['source']} | {_fmt_revision(d['revision'])} | "
+                     f"{d['license']} | {size} | `{sha[:16]}…` |")
     lines.append("")
     return "\n".join(lines)
 
