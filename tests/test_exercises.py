@@ -107,7 +107,7 @@ def test_1_1_candidates(run):
     assert "off by -3" in str(bad)
 
 
-def test_1_3_hangul_tokens_already_in_the_base_vocabulary(run):
+def test_1_3_is_candidate_function(run):
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
@@ -115,10 +115,19 @@ def test_1_3_hangul_tokens_already_in_the_base_vocabulary(run):
     from eeve_lib.method.families import family_of
 
     base = AutoTokenizer.from_pretrained(run["dir"] / "base")
-    text = family_of(base).token_text
-    vocab = Tokenizer.from_file(str(run["dir"] / "intermediate" / "intermediate_tokenizer.json")).get_vocab()
-    n = sum(1 for t in vocab if t in base.get_vocab() and text(t) and contains_hangul(text(t)))
-    _right_and_wrong(run, "1.3", n, n + 1)
+    token_text = family_of(base).token_text
+    intermediate = Tokenizer.from_file(str(run["dir"] / "intermediate" / "intermediate_tokenizer.json"))
+    special = {t.content for t in intermediate.get_added_tokens_decoder().values()}
+    base_vocab = base.get_vocab()
+
+    def is_candidate(token):  # the folded solution
+        text = token_text(token)
+        return token not in base_vocab and token not in special and text is not None and contains_hangul(text)
+
+    good, bad = _right_and_wrong(run, "1.3", is_candidate, lambda token: True, wrong_verdict=WRONG)
+    assert "cases agree" in str(good) and "your function gives True" in str(bad)
+    cases = EXERCISES["1.3"].compute(run["profile"], run["dir"])
+    assert {want for _, want, _ in cases} == {True, False} and len(cases) >= 8
 
 
 def test_2_1_survivors_and_iterations(run):

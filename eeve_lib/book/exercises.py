@@ -179,6 +179,8 @@ def _same(got: Any, want: Any, tolerance: float) -> bool:
     if isinstance(want, (tuple, list)):
         return isinstance(got, (tuple, list)) and len(got) == len(want) and \
             all(_same(g, w, tolerance) for g, w in zip(got, want))
+    if isinstance(want, bool):  # a yes/no answer: its truth value counts
+        return not isinstance(got, (tuple, list, dict)) and bool(got) == want
     if isinstance(want, float):
         return _is_number(got) and math.isclose(float(got), want, rel_tol=tolerance, abs_tol=tolerance)
     if isinstance(want, int):
@@ -226,19 +228,29 @@ def _candidate_count(prof: Profile, paths: RunPaths) -> int:
     return len(load_candidates(prof, paths))
 
 
-@exercise("1.3", "How many of the intermediate tokenizer's whole-text Hangul tokens does the base vocabulary "
-                 "already have? check(\"1.3\", n)", "integer")
-def _hangul_tokens_in_base(prof: Profile, paths: RunPaths) -> int:
-    from ..method.candidates import contains_hangul
+@exercise("1.3", "Write is_candidate(token), step 2's rule for one token of the intermediate tokenizer "
+                 "(in its spelling), then check(\"1.3\", is_candidate).", "function")
+def _candidate_cases(prof: Profile, paths: RunPaths) -> list:
+    """Tokens of every kind from the run's intermediate tokenizer, each with whether it is a candidate."""
     from ..method.families import family_of
     from ..pipeline.base import load_base_tokenizer
-    from ..pipeline.vocabulary import load_intermediate_tokenizer
+    from ..pipeline.vocabulary import load_candidates, load_intermediate_tokenizer
 
     base = load_base_tokenizer(prof, paths)
     token_text = family_of(base).token_text
-    base_vocab = base.get_vocab()
-    return sum(1 for t in load_intermediate_tokenizer(prof, paths).get_vocab()
-               if (token_text(t) or "") and contains_hangul(token_text(t)) and t in base_vocab)
+    intermediate = load_intermediate_tokenizer(prof, paths)
+    vocab = intermediate.get_vocab()
+    candidates = set(load_candidates(prof, paths))
+    ordered = sorted(vocab, key=vocab.get)
+    kinds = {
+        "candidate": [t for t in ordered if t in candidates],
+        "in the base vocabulary": [t for t in ordered if t in base.get_vocab()],
+        "ends inside a character": [t for t in ordered if t not in candidates and token_text(t) is None],
+        "whole text without Hangul": [t for t in ordered if t not in candidates and token_text(t)
+                                      and t not in base.get_vocab()],
+    }
+    picked = list(dict.fromkeys(t for tokens in kinds.values() for t in tokens[:3] + tokens[-2:]))
+    return [((t,), t in candidates, f"{t!r} ({token_text(t)!r})") for t in picked]
 
 
 @exercise("2.1", "Raise vocabulary.min_frequency with overrides, run the chapter again and answer with "

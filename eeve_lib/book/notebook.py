@@ -113,3 +113,51 @@ def _use_korean_font(matplotlib) -> None:
             return
     # Without one, Hangul in labels would render as boxes: plots label tokens by id instead.
     matplotlib.rcParams["axes.unicode_minus"] = False
+
+
+def source_markdown(*objects: Any) -> str:
+    """The source of library functions or classes as one Markdown Python block, read at run time.
+
+    Each object's source comes from its module file through :func:`inspect.getsource`, headed by
+    a comment naming where it lives, so the page shows the code that ran, never a copy. The
+    fence is longer than any run of backticks in the source.
+    """
+    import inspect
+    import re
+    import textwrap
+
+    parts = []
+    for obj in objects:
+        code = textwrap.dedent(inspect.getsource(obj)).rstrip()
+        parts.append(f"# {obj.__module__}.{obj.__qualname__}\n{code}")
+    body = "\n\n\n".join(parts)
+    longest = max((len(m) for m in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}python\n{body}\n{fence}"
+
+
+def show_source(*objects: Any):
+    """Show the source of ``objects`` (functions, classes) as a Python block: in JupyterLab, in
+    papermill's executed notebook and in the built book alike. See :func:`source_markdown`."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(source_markdown(*objects)))
+
+
+def plain(value: Any) -> Any:
+    """``value`` as a plain Python number (numpy and torch scalars included), else unchanged."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    return value
+
+
+def glue(**values: Any) -> None:
+    """Glue each value under its name for the prose (``{glue:text}`name:.3f```), shown nowhere else.
+
+    Values become plain Python numbers or strings first, so that the page can format them
+    (numpy's ``np.float64(1.5)`` would reach the page as that text).
+    """
+    from myst_nb import glue as _glue
+
+    for name, v in values.items():
+        _glue(name, plain(v), display=False)
