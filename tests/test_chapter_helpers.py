@@ -70,7 +70,7 @@ def test_outside_numbers_read_as_text_and_cite_their_source():
     assert number("training_tokens").text() == "about 2 billion"
     assert number("eeve_2_8b_vocab_rows").where.startswith("config.json")
     assert all(isinstance(c, Cited) and c.source and c.where for c in NUMBERS.values())
-    with pytest.raises(KeyError, match="known"):
+    with pytest.raises(KeyError, match="No outside number"):
         number("no such number")
 
 

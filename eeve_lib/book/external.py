@@ -35,9 +35,13 @@ class Cited:
     what: str  # e.g. "new tokens added to SOLAR-10.7B"
     source: str  # a key of book/references.bib, e.g. "kim2024eeve"
     where: str  # e.g. "model card text", "config.json (vocab_size)", "abstract"
+    shown: str | None = None  # how the source words it, when that is not the bare value ("about 2 billion")
 
     def text(self) -> str:
-        """The value as the book prints it: integers with thousands separators ("8,960")."""
+        """The value as the book prints it: integers with thousands separators ("8,960"), or the
+        source's own words for a rounded number."""
+        if self.shown is not None:
+            return self.shown
         if isinstance(self.value, bool) or isinstance(self.value, str):
             return str(self.value)
         if isinstance(self.value, int):
@@ -69,7 +73,7 @@ NUMBERS: dict[str, Cited] = {
     # The method as the paper describes it (steps 9-11).
     "stage_count": Cited(7, "training stages", "kim2024eeve", "figure and text"),
     "training_tokens": Cited(2_000_000_000, "training tokens in all (about; the abstract rounds)",
-                             "kim2024eeve", "abstract"),
+                             "kim2024eeve", "abstract", shown="about 2 billion"),
     # The released models' files.
     "eeve_2_8b_vocab_rows": Cited(58_944, "vocabulary rows of EEVE-Korean-2.8B", "yanolja2024eeve28b",
                                   "config.json (vocab_size)"),

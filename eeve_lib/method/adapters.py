@@ -49,7 +49,8 @@ def adapter_targets(model) -> list[str]:
 def require_qlora_support(device: torch.device) -> None:
     """QLoRA's 4-bit weights need bitsandbytes on a CUDA GPU: a clear error otherwise."""
     if device.type != "cuda" or not torch.cuda.is_available():
-        raise TrainingError(f"training.stage6: qlora keeps the frozen weights in 4 bits with bitsandbytes, which needs a "
+        raise TrainingError(f"training.stage6: qlora keeps the frozen weights in 4 bits with bitsandbytes, "
+                            f"which needs a "
                             f"CUDA GPU; this run trains on {device.type}. Use training.stage6: lora here (the same "
                             f"adapters over full-precision weights).")
     try:

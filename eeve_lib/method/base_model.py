@@ -24,7 +24,7 @@ from .lm import causal_lm_loss, cosine_lr, mean_loss
 
 
 def padded_rows(n_tokens: int, multiple: int) -> int:
-    """Embedding rows for ``n_tokens``, rounded up to ``multiple`` (as phi-2 pads 50,295 to 51,200)."""
+    """Embedding rows for ``n_tokens``, rounded up to ``multiple`` (as phi-2 pads its rows)."""
     multiple = max(1, multiple)
     return -(-n_tokens // multiple) * multiple
 

@@ -6,7 +6,7 @@ row of its *first* piece. For the ablation of chapter 05 there are two alternati
 ``mean_resizing`` (a normal draw around the mean of the old rows, with 1e-9 times their
 covariance) and a plain normal draw with the model's ``initializer_range``.
 
-Padded matrices are respected (phi-2 has 51,200 rows for 50,295 tokens): new ids continue right
+Padded matrices are respected (phi-2 has more rows than tokens): new ids continue right
 after the base tokenizer's last id, a padding row that now holds a new token gets that token's
 initialisation, the matrices grow only as far as needed (to a multiple of ``pad_to_multiple_of``),
 rows beyond the tokenizer stay inert padding that generation never samples

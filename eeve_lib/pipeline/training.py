@@ -181,7 +181,7 @@ def initialise_unextended_model(profile, run_dir=None):
 def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudget | int] | None = None,
                  init: str | None = None, output: RunPaths | None = None,
                  save_stages: bool | Collection[int] = True, reuse: Sequence[RunPaths] = (),
-                 expand: bool = True, progress: bool = True) -> ScheduleResult:
+                 expand: bool = True, validate: bool = True, progress: bool = True) -> ScheduleResult:
     """Initialise the extended model and train it through ``schedule`` (chapter 04).
 
     Completed stages whose key matches are loaded instead of retrained (from the output, the run,
@@ -189,7 +189,8 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
     ``stages/stage<N>/`` after each stage (when ``save_stages``, or for the stage numbers it
     lists), the final model to ``model/`` and per-stage logs to ``train/`` of the run (or of
     ``output``). ``expand=False`` trains the base model with its own tokenizer (the no-expansion
-    baseline of chapter 05).
+    baseline of chapter 05). ``validate=False`` skips the held-out loss at checkpoints of each
+    stage (chapter 04's curves; chapter 05 scores the arms' final models instead).
     """
     paths = run_paths(profile, run_dir)
     out = output or paths
@@ -206,10 +207,12 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
     t = profile.training
     data = build_training_data(tokenizer, korean.train, t.seq_len, ext.base_size, t.new_token_bias,
                                english.train if t.english_replay else (), t.english_replay)
-    validation = Validation(pack_documents(tokenizer, korean.validation),
-                            pack_documents(tokenizer, english.validation[:2000]), profile.training.seq_len,
-                            profile.training.validation_windows)
-    base_validation = validation.score(model, ext.target_size)
+    validation, base_validation = None, None
+    if validate:
+        validation = Validation(pack_documents(tokenizer, korean.validation),
+                                pack_documents(tokenizer, english.validation[:2000]), profile.training.seq_len,
+                                profile.training.validation_windows)
+        base_validation = validation.score(model, ext.target_size)
     logs: list[StageLog] = []
     with deterministic():
         for index, budget in enumerate(budgets):
@@ -309,21 +312,22 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
         # A replicate keeps the stages that the stage-6 arms start from (stages before the first 6).
         first_six = next((k for k, b in enumerate(t.schedule) if b.stage == 6), len(t.schedule))
         keep = {b.stage for b in t.schedule[:first_six]} if profile.ablations.stage6 else set()
-        return run_schedule(profile, run_dir, output=out, save_stages=keep, progress=progress)
+        return run_schedule(profile, run_dir, output=out, save_stages=keep, validate=False, progress=progress)
     if kind == "schedule":
         return run_schedule(profile, run_dir, schedule=ablation_schedule(t.schedule, name, t.batch_size, t.seq_len),
-                            output=out, save_stages=False, progress=progress)
+                            output=out, save_stages=False, validate=False, progress=progress)
     if kind == "init":
-        return run_schedule(profile, run_dir, init=name, output=out, save_stages=False, progress=progress)
+        return run_schedule(profile, run_dir, init=name, output=out, save_stages=False, validate=False,
+                            progress=progress)
     if kind == "stage6":
         return run_schedule(load_profile(profile, {"training.stage6": name}), run_dir, output=out, save_stages=False,
-                            reuse=[main], progress=progress)
+                            reuse=[main], validate=False, progress=progress)
     if kind == "baseline" and name == "no_expansion":
         # Every parameter trains (the strongest use of the compute without new tokens), with the
         # learning rate of the seven stages' stage 6, for their total optimizer steps.
         return run_schedule(profile, run_dir, schedule=ablation_schedule(t.schedule, "full_finetune", t.batch_size,
                                                                          t.seq_len),
-                            output=out, save_stages=False, expand=False, progress=progress)
+                            output=out, save_stages=False, expand=False, validate=False, progress=progress)
     if kind == "replay":
         try:
             share = float(name)
@@ -332,7 +336,7 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
         if not 0 <= share <= 0.9:
             raise TrainingError(f"Ablation arm {arm!r}: the replay share must be a number in [0, 0.9], e.g. replay:0.")
         return run_schedule(load_profile(profile, {"training.english_replay": share}), run_dir, output=out,
-                            save_stages=False, progress=progress)
+                            save_stages=False, validate=False, progress=progress)
     raise TrainingError(f"Unknown ablation arm {arm!r}: use seven_stages, schedule:<name>, init:<name>, "
                         f"stage6:<lora|qlora>, baseline:no_expansion or replay:<share>.")
 

@@ -257,5 +257,19 @@ def family_modules() -> list:
     return [sys.modules[__name__]] + [sys.modules[cls.__module__] for cls in _families()]
 
 
-__all__ = ["hangul_anchored_merges", "left_to_right_merges", "TokenizerFamily", "SplitterSettings", "family_of", "family_named", "family_modules", "tokenizer_json",
-           "bpe_segment", "merge_pairs", "left_to_right_merges", "with_nfc", "contains_type", "supported_families"]
+__all__ = [
+    "hangul_anchored_merges",
+    "left_to_right_merges",
+    "TokenizerFamily",
+    "SplitterSettings",
+    "family_of",
+    "family_named",
+    "family_modules",
+    "tokenizer_json",
+    "bpe_segment",
+    "merge_pairs",
+    "left_to_right_merges",
+    "with_nfc",
+    "contains_type",
+    "supported_families",
+]

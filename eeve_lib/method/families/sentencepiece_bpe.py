@@ -126,7 +126,8 @@ def _mirrorable(spec: dict) -> bool:
         return False
     known = [p for p in norm_parts if p.get("type") == "NFC"
              or (p.get("type") == "Prepend" and p.get("prepend") == SPACE)
-             or (p.get("type") == "Replace" and (p.get("pattern") or {}).get("String") == " " and p.get("content") == SPACE)]
+             or (p.get("type") == "Replace" and (p.get("pattern") or {}).get("String") == " "
+                 and p.get("content") == SPACE)]
     if len(known) != len(norm_parts):
         return False
     if len(pre_parts) != (metaspace is not None):
