@@ -146,3 +146,15 @@ def test_record_refuses_an_incomplete_run_and_records_a_complete_one(micro_run, 
     assert r["metrics"] == json.loads((micro_run["run_dir"] / "eval" / "metrics.json").read_text())
     assert r["record"]["git"]["commit"] and r["record"]["hardware"]["cpu_count"] >= 1
     assert not list(where.rglob("*.safetensors")), "a record holds numbers, never weights"
+
+
+def test_eeve_run_with_other_settings_never_writes_the_books_run(tmp_path, monkeypatch, capsys):
+    from eeve_lib.cli import main
+
+    monkeypatch.setenv("EEVE_RUNS_DIR", str(tmp_path / "runs"))
+    code = main(["run", "--profile", "tiny", "--chapters", "03",
+                 "--overrides", json.dumps({"embedding_init": "random"})])
+    out = capsys.readouterr()
+    assert code == 2 and "needs the earlier chapters" in out.err  # nothing ran: chapter 03 needs 00-02
+    assert "tiny-student" in out.out
+    assert (tmp_path / "runs" / "tiny-student").is_dir() and not (tmp_path / "runs" / "tiny").exists()

@@ -278,6 +278,15 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
         overrides["seed"] = seed
     profile = load_profile(profile_name, overrides)  # validates the profile name and overrides first
     selected = select_chapters(chapters)
+    if run_dir is None and profile.hash() != load_profile(profile_name, {"device": device} if device else {}).hash():
+        # Other settings than the profile's never overwrite the book's run (runs/<profile>): like a
+        # chapter opened with other settings, they run in runs/<profile>-student.
+        from .paths import student_run_paths
+
+        run_dir = student_run_paths(profile_name).root
+        if progress:
+            print(f"[eeve] these settings differ from profile {profile_name}'s: the run goes to {run_dir} "
+                  f"(give --run-dir to choose another folder)", flush=True)
     paths = run_paths(profile, run_dir)
     from .corpora import manifest_records
 
