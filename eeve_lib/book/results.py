@@ -79,7 +79,7 @@ def replay_table(metrics: dict[str, Any], default_share: float, base_english: fl
                        "English bits/char": a["english_bits_per_character"]["mean"],
                        "English / base (worst seed)": a["english_bits_per_character"]["max"] / base_english,
                        "English windows seen": a["training"]["english_share_seen"]["mean"]}
-    return pd.DataFrame(rows).T.rename_axis("replay share")
+    return pd.DataFrame(rows).T.infer_objects().rename_axis("replay share")
 
 
 def hangul_share(text: str) -> float:
