@@ -178,6 +178,29 @@ def initialise_unextended_model(profile, run_dir=None):
     return model, base_tok, base_tok, Extension(len(base_tok), len(base_tok), rows, rows, NO_EXPANSION)
 
 
+def _completed(profile: Profile, run_dir, out: RunPaths, budgets: list[StageBudget], init: str,
+               save_stages: bool | Collection[int]) -> ScheduleResult | None:
+    """The finished result of this schedule in ``out`` when its final model, and every stage folder
+    it should keep, hold the current keys; else None (the schedule runs, reusing what it can)."""
+    from transformers import AutoTokenizer
+
+    record = cache.cached(out.model_marker, schedule_key(profile, run_dir, budgets, init, len(budgets) - 1))
+    if record is None:
+        return None
+    for index, budget in enumerate(budgets):
+        if save_stages is True or (save_stages and budget.stage in save_stages):
+            key = schedule_key(profile, run_dir, budgets, init, index)
+            if cache.cached(out.stage_marker(budget.stage), key) is None:
+                return None
+    model, _ = _load_stage_dir(out.model, out.model_marker, record["key"])
+    tokenizer = AutoTokenizer.from_pretrained(out.model, trust_remote_code=False)
+    ext = Extension(**{k: record["extension"][k] for k in ("base_size", "target_size", "base_rows", "rows",
+                                                            "method")})
+    base_validation = record.get("base_validation")
+    return ScheduleResult(model, tokenizer, ext, [StageLog(**log) for log in record["logs"]],
+                          tuple(base_validation) if base_validation else None)
+
+
 def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudget | int] | None = None,
                  init: str | None = None, output: RunPaths | None = None,
                  save_stages: bool | Collection[int] = True, reuse: Sequence[RunPaths] = (),
@@ -199,6 +222,9 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
     device = resolve_device(profile.device)
     dtype = resolve_dtype(profile.training.dtype, device)
     save_dtype = resolve_dtype(profile.training.save_dtype, device)
+    done = _completed(profile, run_dir, out, budgets, init, save_stages)
+    if done is not None:
+        return done
     if expand:
         model, tokenizer, base_tok, ext = initialise_extended_model(profile, run_dir, init)
     else:
