@@ -78,7 +78,7 @@ def _train(args: argparse.Namespace) -> None:
 def _record(args: argparse.Namespace) -> None:
     from .pipeline.record import record_run
 
-    print(f"Recorded {record_run(args.profile, args.run_dir)}")
+    print(f"Recorded {record_run(args.profile, args.run_dir, note=args.note)}")
 
 
 def _lab(args: argparse.Namespace) -> None:
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("record", help="copy a completed run's numbers (no weights) to results/<profile>/")
     p.add_argument("--profile", default="small")
     p.add_argument("--run-dir", help="default: runs/<profile>")
+    p.add_argument("--note", help="what the files cannot say, kept in record.json (e.g. a resumed chapter)")
     p.set_defaults(func=_record)
 
     p = sub.add_parser("lab", help="JupyterLab at book/ with the chapters' kernel (127.0.0.1, offline)")

@@ -27,7 +27,7 @@ from .paths import RecordPaths, record_paths, results_root, run_paths
 from .profiles import Profile, load_profile
 
 
-def record_run(profile: Profile | str, run_dir=None, *, root: Path | None = None) -> Path:
+def record_run(profile: Profile | str, run_dir=None, *, root: Path | None = None, note: str | None = None) -> Path:
     """Copy a completed run's numbers into ``results/<profile>/`` (see the module docstring)."""
     profile = load_profile(profile) if isinstance(profile, str) else profile
     paths = run_paths(profile, run_dir)
@@ -52,6 +52,9 @@ def record_run(profile: Profile | str, run_dir=None, *, root: Path | None = None
                      for c, r in chapters.items()},
         "profile_settings": profile.to_dict(),
         "command": f"eeve run --profile {profile.name} && eeve record --profile {profile.name}",
+        # What the files cannot say (e.g. a chapter that failed and was resumed: its time in the
+        # report is the resumed run's), in the recorder's words.
+        "note": note,
     }
     target = record_paths(profile.name, root)
     target.root.mkdir(parents=True, exist_ok=True)
