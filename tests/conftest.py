@@ -39,7 +39,7 @@ MICRO: dict = {
     "evaluation.max_english_chars": 1500,
     "evaluation.max_new_tokens": 8,
     "ablations.seeds": 2,
-    "ablations.english_replay": [0.0, 0.5],
+    "ablations.english_replay": [0.0, 0.25],
 }
 
 

@@ -48,7 +48,7 @@ def test_metrics_hold_every_model_and_korean_improves(micro_run):
     metrics = json.loads((micro_run["run_dir"] / "eval" / "metrics.json").read_text())
     models = metrics["models"]
     arms = ["schedule-full_finetune", "schedule-embeddings_only", "init-mean_resizing", "init-random",
-            "stage6-lora", "baseline-no_expansion", "replay-0", "replay-0.5"]
+            "stage6-lora", "baseline-no_expansion", "replay-0", "replay-0.25"]
     seeds = [1234 + k for k in range(MICRO["ablations.seeds"])]
     expected = {"base", "extended", "final"} | {f"stage{n}" for n in STAGES} | {
         f"ablation:{arm}" for arm in arms} | {f"ablation:{arm}@seed{s}" for arm in arms + ["seven_stages"]

@@ -82,9 +82,10 @@ def test_uniform_guess(tokens_per_character, vocabulary):
 
 
 def test_arm_names_round_trip_through_their_folders(tmp_path):
-    profile = load_profile("tiny", {"ablations.seeds": 3, "ablations.english_replay": [0.0, 0.5]})
+    profile = load_profile("tiny", {"ablations.seeds": 3, "training.english_replay": 0.5,
+                                    "ablations.english_replay": [0.0, 0.25, 0.5]})
     arms = ablation_arms(profile)
-    assert arms[0] == MAIN_ARM and "baseline:no_expansion" in arms and "replay:0.5" in arms
+    assert arms[0] == MAIN_ARM and "baseline:no_expansion" in arms and "replay:0.25" in arms
     assert f"replay:{profile.training.english_replay:g}" not in arms  # the seven stages themselves
     paths = run_paths(profile, tmp_path)
     for arm in arms:

@@ -81,7 +81,8 @@ def status_page(report: dict[str, Any], commit_warning: str | None = None) -> st
                ([f"at commit `{commits.pop()}`"] if len(commits) == 1 else [])
         lines += [f"Every chapter ran {' and '.join(same)}.", ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for name, r in chapters.items():
+    order = {name: k for k, name in enumerate(chapters_in_order())}  # the book's order, not the run's
+    for name, r in sorted(chapters.items(), key=lambda item: order.get(item[0], len(order))):
         share = f"{100 * r.get('wall_seconds', 0) / total:.0f} %" if total else "-"
         cells = [name, str(r.get("status")), _fmt_seconds(r.get("wall_seconds", 0)), share,
                  f"{r.get('peak_memory_mb', 0):.0f} MB"]
