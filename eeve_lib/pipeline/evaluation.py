@@ -80,6 +80,16 @@ def _validation_texts(profile) -> tuple[list[str], list[str]]:
             cap_characters(load_corpus(profile, "english").validation, ev.max_english_chars))
 
 
+def _scores(model, tok, korean: list[str], english: list[str], ev) -> dict[str, Any]:
+    """Bits per character (with the uniform guess) and fertility of one model on both languages."""
+    scores: dict[str, Any] = {"tokenizer_size": len(tok)}
+    for language, texts in (("korean", korean), ("english", english)):
+        result = score_texts(model, tok, texts, window=ev.window, stride=ev.stride).as_dict()
+        result["uniform_bits_per_character"] = uniform_bits_per_character(result["tokens_per_character"], len(tok))
+        scores[language] = result
+    return scores
+
+
 def score_key(profile, model_dir: Path) -> str | None:
     """The key of a model's scores: its own step key, the evaluation settings and the data; None
     for a folder without a marker (never cached)."""
@@ -103,11 +113,7 @@ def score_model(profile, name: str, path: Path, run_dir=None, texts: tuple[list[
     ev = profile.evaluation
     korean, english = texts or _validation_texts(profile)
     model, tok = load_model(path)
-    scores: dict[str, Any] = {"path": str(path.relative_to(paths.root)), "tokenizer_size": len(tok)}
-    for language, texts_ in (("korean", korean), ("english", english)):
-        result = score_texts(model, tok, texts_, window=ev.window, stride=ev.stride).as_dict()
-        result["uniform_bits_per_character"] = uniform_bits_per_character(result["tokens_per_character"], len(tok))
-        scores[language] = result
+    scores = {"path": str(path.relative_to(paths.root)), **_scores(model, tok, korean, english, ev)}
     if key:
         atomic.write_json(where, {"key": key, "scores": scores})
     return scores
@@ -133,11 +139,7 @@ def score_extended(profile, run_dir=None, texts: tuple[list[str], list[str]] | N
     ev = profile.evaluation
     korean, english = texts or _validation_texts(profile)
     model, tok, _, _ = initialise_extended_model(profile, run_dir)
-    scores: dict[str, Any] = {"path": None, "tokenizer_size": len(tok)}
-    for language, texts_ in (("korean", korean), ("english", english)):
-        result = score_texts(model, tok, texts_, window=ev.window, stride=ev.stride).as_dict()
-        result["uniform_bits_per_character"] = uniform_bits_per_character(result["tokens_per_character"], len(tok))
-        scores[language] = result
+    scores = {"path": None, **_scores(model, tok, korean, english, ev)}
     atomic.write_json(where, {"key": key, "scores": scores})
     return scores
 
