@@ -95,3 +95,78 @@ def assert_padding_never_generated(model, tok, prompt: str, new_tokens: int) -> 
     torch.manual_seed(0)
     out = model.generate(ids, do_sample=True, max_new_tokens=new_tokens, pad_token_id=tok.eos_token_id)
     assert int(out.max()) < len(tok)
+
+
+def dry_cut_down(last_stage: int) -> dict:
+    """full-dry's and solar-dry's shapes with three one-step stages (1, 4, ``last_stage``) on short windows."""
+    return {
+        "data.max_korean_documents": 12000,
+        "training.schedule": [{"stage": 1, "steps": 1, "learning_rate": 1e-4},
+                              {"stage": 4, "steps": 1, "learning_rate": 5e-5},
+                              {"stage": last_stage, "steps": 1, "learning_rate": 2e-5}],
+        "training.seq_len": 32,
+        "training.batch_size": 1,
+        "evaluation.max_korean_chars": 300,
+        "evaluation.max_english_chars": 300,
+    }
+
+
+def dry_run(tmp_path_factory, profile_name: str, overrides: dict) -> dict:
+    """A one-layer stand-in of ``profile_name`` (full-dry or solar-dry) run end to end through the
+    library: base, vocabulary expansion, the schedule in ``overrides``."""
+    from eeve_lib.pipeline.base import ensure_base_model
+    from eeve_lib.pipeline.full_dry import prepare_full_dry_base
+    from eeve_lib.pipeline.profiles import load_profile
+    from eeve_lib.pipeline.training import run_schedule
+    from eeve_lib.pipeline.vocabulary import expand_vocabulary
+
+    root = tmp_path_factory.mktemp(profile_name)
+    standin = prepare_full_dry_base(root / "standin", layers=1, profile=profile_name)
+    profile = load_profile(profile_name, {**overrides, "base_model.local_path": str(standin)})
+    run = root / "run"
+    ensure_base_model(profile, run, progress=False)
+    expansion = expand_vocabulary(profile, run, progress=False)
+    result = run_schedule(profile, run, progress=False)
+    return {"profile": profile, "run": run, "expansion": expansion, "result": result}
+
+
+def assert_stages_keep_frozen_blocks(run: Path, schedule, base_size: int, rows: int) -> set[str]:
+    """Every saved stage of ``run`` has ``rows`` embedding rows and no output bias, and keeps bit
+    identical to the base: the base's rows of an embedding it has not trained yet, and the body
+    until trained. Compared in float32, which holds bfloat16 exactly. Returns what was trained."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from eeve_lib.method.stages import trained_so_far
+
+    base = load_file(run / "base" / "model.safetensors")
+    body = [k for k in base if "embed_tokens" not in k and "lm_head" not in k]
+    trained: set[str] = set()
+    for stage, trained in trained_so_far(schedule):
+        folder = run / "stages" / f"stage{stage.number}"
+        s = load_file(folder / "model.safetensors")
+        assert json.loads((folder / "config.json").read_text())["vocab_size"] == rows \
+            == s["lm_head.weight"].shape[0] == s["model.embed_tokens.weight"].shape[0]
+        assert "lm_head.bias" not in s
+        if "input" not in trained:
+            assert torch.equal(s["model.embed_tokens.weight"][:base_size].float(),
+                               base["model.embed_tokens.weight"].float()), stage.number
+        if "output" not in trained:
+            assert torch.equal(s["lm_head.weight"][:base_size].float(), base["lm_head.weight"].float()), stage.number
+        if "body" not in trained:
+            assert all(torch.equal(s[k].float(), base[k].float()) for k in body), stage.number
+    return trained
+
+
+def assert_offline_run_stops_at_chapter_00(profile_name: str, tmp_path: Path, monkeypatch) -> None:
+    """Offline with an empty hub cache, the runner stops in chapter 00 and leaves no base behind."""
+    from eeve_lib.pipeline.runner import ChapterFailed, run_book
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ChapterFailed) as e:
+        run_book(profile_name, run_dir=tmp_path / "run", progress=False)
+    assert "00_base_model" in str(e.value) and "OfflineError" in str(e.value)
+    assert not (tmp_path / "run" / "base").exists()

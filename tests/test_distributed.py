@@ -31,9 +31,9 @@ import torch
 from eeve_lib.method.stages import STAGES
 from eeve_lib.pipeline.paths import run_paths
 from eeve_lib.pipeline.profiles import load_profile
-from eeve_lib.pipeline.training import initialise_extended_model, run_schedule
+from eeve_lib.pipeline.training import run_schedule
 from tests.conftest import MICRO, ROOT
-from tests.test_training import copy_inputs, weights
+from tests.test_training import copy_inputs, initialised_copy, weights
 
 pytestmark = pytest.mark.slow
 
@@ -130,10 +130,7 @@ def assert_matches_reference(run_dir: Path, reference: dict, initial: dict, n_ba
 @pytest.fixture(scope="module")
 def one_process(micro_expanded, tmp_path_factory):
     """The reference: one process, the same schedule and global batches."""
-    profile = load_profile("tiny", DIST)
-    run_dir = copy_inputs(micro_expanded, tmp_path_factory.mktemp("one-process"))
-    model, _, _, ext = initialise_extended_model(profile, run_dir)
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    profile, run_dir, initial, ext = initialised_copy(micro_expanded, tmp_path_factory.mktemp("one-process"), DIST)
     run_schedule(profile, run_dir, progress=False)
     return {"run_dir": run_dir, "initial": initial, "n_base": ext.base_size, "end": ext.target_size,
             "stages": {b["stage"]: weights(run_dir / "stages" / f"stage{b['stage']}") for b in SCHEDULE},

@@ -9,37 +9,20 @@ from eeve_lib.pipeline import hub
 from eeve_lib.pipeline.corpora import load_corpus
 from eeve_lib.errors import OfflineError
 from eeve_lib.pipeline.profiles import load_profile
-from tests.conftest import assert_padding_never_generated
+from tests.conftest import (
+    assert_offline_run_stops_at_chapter_00,
+    assert_padding_never_generated,
+    dry_cut_down,
+    dry_run,
+)
 
-CUT_DOWN = {
-    "data.max_korean_documents": 12000,
-    "training.schedule": [{"stage": 1, "steps": 1, "learning_rate": 1e-4},
-                          {"stage": 4, "steps": 1, "learning_rate": 5e-5},
-                          {"stage": 6, "steps": 1, "learning_rate": 2e-5}],
-    "training.seq_len": 32,
-    "training.batch_size": 1,
-    "evaluation.max_korean_chars": 300,
-    "evaluation.max_english_chars": 300,
-}
+CUT_DOWN = dry_cut_down(last_stage=6)
 
 
 @pytest.fixture(scope="module")
 def full_dry(tmp_path_factory):
     """full-dry with one layer and three one-step stages, end to end through the library."""
-    from eeve_lib.pipeline.base import ensure_base_model
-    from eeve_lib.pipeline.full_dry import prepare_full_dry_base
-    from eeve_lib.pipeline.training import run_schedule
-    from eeve_lib.pipeline.vocabulary import expand_vocabulary
-
-    root = tmp_path_factory.mktemp("full-dry")
-    standin = prepare_full_dry_base(root / "standin", layers=1)
-    profile = load_profile("full-dry", {**CUT_DOWN, "base_model.local_path": str(standin),
-                                        "base_model.architecture.num_hidden_layers": 1})
-    run = root / "run"
-    ensure_base_model(profile, run, progress=False)
-    expansion = expand_vocabulary(profile, run, progress=False)
-    result = run_schedule(profile, run, progress=False)
-    return {"profile": profile, "run": run, "expansion": expansion, "result": result}
+    return dry_run(tmp_path_factory, "full-dry", {**CUT_DOWN, "base_model.architecture.num_hidden_layers": 1})
 
 
 def test_the_standin_has_phi2s_shape(full_dry):
@@ -108,11 +91,4 @@ def test_full_offline_fails_fast_naming_the_downloads(tmp_path, monkeypatch):
 
 
 def test_full_offline_through_the_runner_stops_at_chapter_00(tmp_path, monkeypatch):
-    from eeve_lib.pipeline.runner import ChapterFailed, run_book
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(ChapterFailed) as e:
-        run_book("full", run_dir=tmp_path / "run", progress=False)
-    assert "00_base_model" in str(e.value) and "OfflineError" in str(e.value)
-    assert not (tmp_path / "run" / "base").exists()
+    assert_offline_run_stops_at_chapter_00("full", tmp_path, monkeypatch)

@@ -11,9 +11,9 @@ import torch
 from eeve_lib.errors import TrainingError
 from eeve_lib.pipeline.evaluation import evaluate_run
 from eeve_lib.pipeline.profiles import load_profile
-from eeve_lib.pipeline.training import initialise_extended_model, run_ablation, run_schedule
+from eeve_lib.pipeline.training import run_ablation, run_schedule
 from tests.conftest import MICRO
-from tests.test_training import copy_inputs, weights
+from tests.test_training import copy_inputs, initialised_copy, weights
 
 FAST = {**MICRO, "training.validation_points_per_stage": 1, "training.validation_windows": 4}
 LORA = {**FAST, "training.stage6": "lora", "training.lora_rank": 4,
@@ -25,10 +25,7 @@ LINEARS = ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")
 @pytest.fixture(scope="module")
 def lora_run(micro_expanded, tmp_path_factory):
     """A LoRA stage 6 on one process, and the model it started from."""
-    profile = load_profile("tiny", LORA)
-    run_dir = copy_inputs(micro_expanded, tmp_path_factory.mktemp("lora"))
-    model, _, _, ext = initialise_extended_model(profile, run_dir)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    profile, run_dir, before, ext = initialised_copy(micro_expanded, tmp_path_factory.mktemp("lora"), LORA)
     log = run_schedule(profile, run_dir, progress=False).logs[0]
     return {"run_dir": run_dir, "before": before, "log": log, "n": ext.base_size, "end": ext.target_size}
 

@@ -25,12 +25,11 @@ from eeve_lib.method.families import family_named, family_of, merge_pairs, token
 from eeve_lib.method.families.sentencepiece_bpe import SPACE, UNIT_PATTERN, byte_pieces, to_pieces
 from eeve_lib.method.frequency_loop import fertility, refine_vocabulary
 from eeve_lib.method.intermediate_tokenizer import train_intermediate_tokenizer
-from eeve_lib.method.stages import trained_so_far
 from eeve_lib.method.target_tokenizer import build_target_tokenizer, unreachable_in_isolation
 from eeve_lib.method.token_frequency import count_token_frequencies, count_words
 from eeve_lib.pipeline.corpora import load_corpus
 from eeve_lib.pipeline.profiles import load_profile
-from tests.conftest import MICRO
+from tests.conftest import MICRO, assert_stages_keep_frozen_blocks
 
 FAMILY = "SentencePiece BPE"
 NEWS = Path(os.environ["EEVE_DATA_DIR"]) / "ko-en-news"
@@ -298,23 +297,9 @@ def test_new_rows_start_from_their_pieces(llama_run):
 
 
 def test_each_stage_keeps_its_frozen_blocks_bit_identical(llama_run):
-    from safetensors.torch import load_file
-
-    run, profile = llama_run["run"], llama_run["profile"]
-    base = load_file(run / "base" / "model.safetensors")
-    n, rows = llama_run["result"].extension.base_size, llama_run["result"].extension.rows
-    body = [k for k in base if "embed_tokens" not in k and "lm_head" not in k]
-    for stage, trained in trained_so_far(profile.training.schedule):
-        s = load_file(run / "stages" / f"stage{stage.number}" / "model.safetensors")
-        config = json.loads((run / "stages" / f"stage{stage.number}" / "config.json").read_text())
-        assert config["vocab_size"] == rows == s["lm_head.weight"].shape[0] == s["model.embed_tokens.weight"].shape[0]
-        assert "lm_head.bias" not in s
-        if "input" not in trained:
-            assert torch.equal(s["model.embed_tokens.weight"][:n], base["model.embed_tokens.weight"]), stage.number
-        if "output" not in trained:
-            assert torch.equal(s["lm_head.weight"][:n], base["lm_head.weight"]), stage.number
-        if "body" not in trained:
-            assert all(torch.equal(s[k], base[k]) for k in body), stage.number
+    ext = llama_run["result"].extension
+    trained = assert_stages_keep_frozen_blocks(llama_run["run"], llama_run["profile"].training.schedule,
+                                               ext.base_size, ext.rows)
     assert trained == {"input", "output", "body"}
 
 

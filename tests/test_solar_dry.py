@@ -7,40 +7,24 @@ import pytest
 import torch
 
 from eeve_lib.errors import OfflineError
-from eeve_lib.method.stages import trained_so_far
 from eeve_lib.pipeline import hub
 from eeve_lib.pipeline.profiles import load_profile
+from tests.conftest import (
+    assert_offline_run_stops_at_chapter_00,
+    assert_stages_keep_frozen_blocks,
+    dry_cut_down,
+    dry_run,
+)
 
-CUT_DOWN = {
-    "data.max_korean_documents": 12000,
-    # stage 7 rather than full-dry's 6: the body trains, the embeddings stay, and AdamW over SOLAR's
-    # 4096-wide embeddings and its 14336-wide MLP together would not leave room for the rest of the suite
-    "training.schedule": [{"stage": 1, "steps": 1, "learning_rate": 1e-4},
-                          {"stage": 4, "steps": 1, "learning_rate": 5e-5},
-                          {"stage": 7, "steps": 1, "learning_rate": 2e-5}],
-    "training.seq_len": 32,
-    "training.batch_size": 1,
-    "evaluation.max_korean_chars": 300,
-    "evaluation.max_english_chars": 300,
-}
+# stage 7 rather than full-dry's 6: the body trains, the embeddings stay, and AdamW over SOLAR's
+# 4096-wide embeddings and its 14336-wide MLP together would not leave room for the rest of the suite
+CUT_DOWN = dry_cut_down(last_stage=7)
 
 
 @pytest.fixture(scope="module")
 def solar_dry(tmp_path_factory):
     """solar-dry with one layer and three one-step stages, end to end through the library."""
-    from eeve_lib.pipeline.base import ensure_base_model
-    from eeve_lib.pipeline.full_dry import prepare_full_dry_base
-    from eeve_lib.pipeline.training import run_schedule
-    from eeve_lib.pipeline.vocabulary import expand_vocabulary
-
-    root = tmp_path_factory.mktemp("solar-dry")
-    standin = prepare_full_dry_base(root / "standin", layers=1, profile="solar-dry")
-    profile = load_profile("solar-dry", {**CUT_DOWN, "base_model.local_path": str(standin)})
-    run = root / "run"
-    ensure_base_model(profile, run, progress=False)
-    expansion = expand_vocabulary(profile, run, progress=False)
-    result = run_schedule(profile, run, progress=False)
-    return {"profile": profile, "run": run, "expansion": expansion, "result": result}
+    return dry_run(tmp_path_factory, "solar-dry", CUT_DOWN)
 
 
 def test_the_standin_has_solars_shape(solar_dry):
@@ -82,25 +66,13 @@ def test_every_new_row_holds_its_own_initialisation(solar_dry):
 
 
 def test_stages_saved_in_bfloat16_keep_frozen_blocks_exact(solar_dry):
-    import json
-
     from safetensors.torch import load_file
 
-    run, profile = solar_dry["run"], solar_dry["profile"]
-    base = load_file(run / "base" / "model.safetensors")
-    n, rows = solar_dry["result"].extension.base_size, solar_dry["result"].extension.rows
-    body = [k for k in base if "embed_tokens" not in k and "lm_head" not in k]
-    for stage, trained in trained_so_far(profile.training.schedule):
-        folder = run / "stages" / f"stage{stage.number}"
-        s = load_file(folder / "model.safetensors")
-        assert json.loads((folder / "config.json").read_text())["vocab_size"] == rows == s["lm_head.weight"].shape[0]
-        assert s["model.embed_tokens.weight"].dtype == torch.bfloat16 and "lm_head.bias" not in s
-        if "input" not in trained:
-            assert torch.equal(s["model.embed_tokens.weight"][:n].float(), base["model.embed_tokens.weight"])
-        if "output" not in trained:
-            assert torch.equal(s["lm_head.weight"][:n].float(), base["lm_head.weight"])
-        if "body" not in trained:
-            assert all(torch.equal(s[k].float(), base[k]) for k in body)
+    run, profile, ext = solar_dry["run"], solar_dry["profile"], solar_dry["result"].extension
+    for b in profile.training.schedule:
+        saved = load_file(run / "stages" / f"stage{b.stage}" / "model.safetensors")
+        assert saved["model.embed_tokens.weight"].dtype == torch.bfloat16, b.stage
+    trained = assert_stages_keep_frozen_blocks(run, profile.training.schedule, ext.base_size, ext.rows)
     assert trained == {"output", "body"}
 
 
@@ -139,11 +111,4 @@ def test_full_solar_offline_fails_fast_naming_the_download(tmp_path, monkeypatch
 
 
 def test_full_solar_offline_through_the_runner_stops_at_chapter_00(tmp_path, monkeypatch):
-    from eeve_lib.pipeline.runner import ChapterFailed, run_book
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(ChapterFailed) as e:
-        run_book("full-solar", run_dir=tmp_path / "run", progress=False)
-    assert "00_base_model" in str(e.value) and "OfflineError" in str(e.value)
-    assert not (tmp_path / "run" / "base").exists()
+    assert_offline_run_stops_at_chapter_00("full-solar", tmp_path, monkeypatch)

@@ -35,6 +35,15 @@ def copy_inputs(source: Path, target: Path) -> Path:
     return target
 
 
+def initialised_copy(source: Path, target: Path, overrides: dict):
+    """A copy of ``source``'s inputs in ``target`` with the extended model initialised at tiny plus
+    ``overrides``: (profile, run folder, the initial weights, the extension)."""
+    profile = load_profile("tiny", overrides)
+    run_dir = copy_inputs(source, target)
+    model, _, _, ext = initialise_extended_model(profile, run_dir)
+    return profile, run_dir, {k: v.clone() for k, v in model.state_dict().items()}, ext
+
+
 def weights(path: Path) -> dict:
     return load_file(path / "model.safetensors")
 

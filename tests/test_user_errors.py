@@ -52,6 +52,10 @@ IMPOSSIBLE = [
     ("training.schedule", [{"stage": 1, "learning_rate": -1.0, "steps": 2}], "> 0"),
     ("evaluation.stride", 0, ">= 1"),
     ("seed", -1, ">= 0"),
+    ("base_model.korean_share", 0.7, "<= 0.5"),
+    ("training.english_replay", 0.95, "<= 0.9"),
+    ("ablations.seeds", 0, ">= 1"),
+    ("ablations.workers", -1, ">= 0"),
 ]
 
 
@@ -141,6 +145,21 @@ def test_one_parser_of_overrides():
 
 # ---------------------------------------------------------------------------------------------
 # A profile's name is a plain name: it names a folder
+
+
+@pytest.mark.parametrize("arm,expected", [
+    ("bogus:x", "Unknown ablation arm 'bogus:x'"),
+    ("baseline:nope", "Unknown ablation arm 'baseline:nope'"),
+    ("replay:abc", "the replay share must be a number in [0, 0.9]"),
+    ("replay:0.3", "Run chapter 00 first (eeve run --profile tiny --run-dir "),
+])
+def test_an_ablation_arm_that_cannot_run_is_one_line_naming_the_fix(arm, expected, tmp_path):
+    from eeve_lib.pipeline.training import run_ablation
+
+    with pytest.raises(EeveError) as e:
+        run_ablation(load_profile("tiny"), arm, tmp_path / "run", progress=False)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "run" / "ablations").exists()
 
 
 def test_fresh_with_a_traversing_name_removes_nothing(tmp_path, monkeypatch, capsys):

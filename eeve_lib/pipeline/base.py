@@ -162,11 +162,13 @@ def ensure_base_model(profile: Profile, run_dir=None, progress: bool = True) -> 
     return BaseModelResult(paths.base, False, info)
 
 
-def _require_base(paths: RunPaths) -> dict[str, Any]:
+def _require_base(profile: Profile | str, paths: RunPaths) -> dict[str, Any]:
     record = cache.read_marker(paths.base_marker)
     if record is None:
+        name = profile if isinstance(profile, str) else profile.name
+        where = "" if paths.root == run_paths(name).root else f" --run-dir {paths.root}"
         raise EeveError(f"No base model in {paths.base}. Run chapter 00 first "
-                        f"(eeve run --profile {paths.root.name} --chapters 00).")
+                        f"(eeve run --profile {name}{where} --chapters 00).")
     return record
 
 
@@ -175,7 +177,7 @@ def load_base(profile: Profile | str, run_dir=None, dtype: torch.dtype | None = 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     paths = run_paths(profile, run_dir)
-    _require_base(paths)
+    _require_base(profile, paths)
     model = AutoModelForCausalLM.from_pretrained(paths.base, dtype=dtype or torch.float32, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False)
     return model, tokenizer
@@ -186,13 +188,13 @@ def load_base_tokenizer(profile: Profile | str, run_dir=None):
     from transformers import AutoTokenizer
 
     paths = run_paths(profile, run_dir)
-    _require_base(paths)
+    _require_base(profile, paths)
     return AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False)
 
 
 def base_info(profile: Profile | str, run_dir=None) -> dict[str, Any]:
     """The ``eeve_base.json`` record of a run's base model."""
-    return _require_base(run_paths(profile, run_dir))
+    return _require_base(profile, run_paths(profile, run_dir))
 
 
 __all__ = ["ensure_base_model", "load_base", "load_base_tokenizer", "base_info", "base_key", "BaseModelResult"]
