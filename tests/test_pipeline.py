@@ -1,6 +1,7 @@
 """The whole book at MICRO settings through the runner: layout, results, report, build, bad input."""
 
 import json
+import os
 
 import pytest
 
@@ -157,3 +158,22 @@ def test_a_dead_kernel_is_reported_as_such(tmp_path):
     message = _describe_failure(DeadKernelError("Kernel died"), "04_seven_stages", tmp_path / "04.log",
                                 tmp_path / "04.failed.ipynb")
     assert "kernel died (out of memory" in message and "04.log" in message and "--resume" in message
+
+
+def test_atomic_outputs_get_the_permissions_of_a_plain_write(tmp_path):
+    """tempfile's private 0600/0700 must not leak into runs/ or results/ (shared machines, classes)."""
+    import stat
+
+    from eeve_lib.pipeline import atomic
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    plain_file, plain_dir = tmp_path / "plain.txt", tmp_path / "plain"
+    plain_file.write_text("x")
+    plain_dir.mkdir()
+    written = atomic.write_json(tmp_path / "metrics.json", {"a": 1})
+    with atomic.directory(tmp_path / "model") as folder:
+        (folder / "weights").write_bytes(b"w")
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(written) == mode(plain_file) == 0o666 & ~mask
+    assert mode(tmp_path / "model") == mode(plain_dir) == 0o777 & ~mask

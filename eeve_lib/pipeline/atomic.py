@@ -16,11 +16,27 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _as_if_created(path: Path, mode: int) -> Path:
+    """tempfile makes private files (0600) and folders (0700); an output gets the permissions a
+    plain ``open`` or ``mkdir`` would give it, so a shared run or ``results/`` stays readable."""
+    os.chmod(path, mode & ~_UMASK)
+    return path
+
+
 def _temporary_sibling(path: Path, suffix: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
-    return Path(name)
+    return _as_if_created(Path(name), 0o666)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -56,7 +72,7 @@ def directory(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path
     if path.exists() and not replace:
         raise FileExistsError(f"{path} exists already; remove it or choose another output directory.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _as_if_created(Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)), 0o777)
     try:
         yield tmp
         if path.exists():
