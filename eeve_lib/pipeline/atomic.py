@@ -32,23 +32,27 @@ def _as_if_created(path: Path, mode: int) -> Path:
     return path
 
 
-def _temporary_sibling(path: Path, suffix: str = "") -> Path:
+@contextlib.contextmanager
+def file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; it becomes ``path`` when the block succeeds
+    and is removed otherwise (for writers that want a file name, e.g. safetensors)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    return _as_if_created(Path(name), 0o666)
+    tmp = _as_if_created(Path(name), 0o666)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = _temporary_sibling(path)
-    try:
+    with file(path) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

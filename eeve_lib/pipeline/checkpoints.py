@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import TrainingError
+from . import atomic
 
 FORMAT = "eeve-checkpoint-1"
 _META_KEY = "eeve_checkpoint"
@@ -77,14 +77,8 @@ def save_checkpoint(path: str | os.PathLike, *, key: str, step: int, trainable: 
     meta = {"format": FORMAT, "state": _encode(payload, "s", tensors, set())}
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic.file(path) as tmp:
         save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
