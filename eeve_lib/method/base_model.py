@@ -7,7 +7,8 @@ bytes exactly as it does with phi-2, which is what EEVE sets out to fix. ``tiny-
 same for the paper's other base, SOLAR-10.7B: a SentencePiece-style BPE with byte fallback and a
 small ``LlamaForCausalLM`` (untied embeddings, no biases, grouped key-value heads), the
 architecture SOLAR-10.7B shares with Llama-2. For ``full`` and ``full-solar`` the pipeline loads
-``microsoft/phi-2`` or ``upstage/SOLAR-10.7B-v1.0`` instead (:mod:`eeve_lib.pipeline.base`).
+``microsoft/phi-2`` or ``upstage/SOLAR-10.7B-v1.0`` instead (:mod:`eeve_lib.pipeline.base`); for
+``smol`` it de-quantises SmolLM2-135M-Instruct from a GGUF file (:func:`dequantised`).
 Shown in chapter 00.
 """
 
@@ -51,6 +52,45 @@ def build_llama_config(architecture: dict[str, Any], vocab_rows: int, bos_id: in
     settings.setdefault("mlp_bias", False)
     settings.setdefault("tie_word_embeddings", False)
     return LlamaConfig(vocab_size=vocab_rows, bos_token_id=bos_id, eos_token_id=eos_id, **settings)
+
+
+def dequantise_q8_0(block: bytes) -> torch.Tensor:
+    """The 32 weights of one GGUF ``Q8_0`` block (34 bytes): a float16 scale ``d``, then 32 signed
+    8-bit integers ``q``; each weight is ``d * q``. SmolLM2's embedding matrix is stored this way."""
+    d = torch.frombuffer(bytearray(block[:2]), dtype=torch.float16).float()
+    q = torch.frombuffer(bytearray(block[2:34]), dtype=torch.int8).float()
+    return d * q
+
+
+def dequantise_q4_1(block: bytes) -> torch.Tensor:
+    """The 32 weights of one GGUF ``Q4_1`` block (20 bytes): a float16 scale ``d`` and minimum
+    ``m``, then 16 bytes of 4-bit integers ``q`` (0-15): the low halves of the bytes are weights
+    0-15, the high halves weights 16-31; each weight is ``d * q + m``, one of only 16 values."""
+    d, m = torch.frombuffer(bytearray(block[:4]), dtype=torch.float16).float()
+    packed = torch.frombuffer(bytearray(block[4:20]), dtype=torch.uint8).long()
+    q = torch.cat([packed & 0x0F, packed >> 4]).float()
+    return d * q + m
+
+
+def dequantised(model):
+    """A plain float copy of a model that transformers de-quantised while loading a GGUF file.
+
+    transformers turns each quantised GGUF tensor into floats when it loads the file (Q4_1: every
+    block of 32 weights is a 4-bit integer times the block's scale plus its minimum), but keeps the
+    model marked as quantised and refuses to save it. The copy has the same class, configuration
+    (less that mark) and tensors, the same tying of input and output embeddings, and saves as an
+    ordinary safetensors model. From then on it *is* the base: "original parameters preserved" is
+    measured against these de-quantised values.
+    """
+    config = type(model.config).from_dict({k: v for k, v in model.config.to_dict().items()
+                                           if k != "quantization_config"})
+    with torch.device("meta"):
+        plain = type(model)(config)
+    plain.load_state_dict(model.state_dict(), assign=True)
+    if getattr(config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    plain.generation_config = model.generation_config
+    return plain.eval()
 
 
 ARCHITECTURES = ("phi", "llama")
@@ -130,5 +170,6 @@ def pretrain(model, train_stream: torch.Tensor, validation_stream: torch.Tensor,
     return log
 
 
-__all__ = ["padded_rows", "build_phi_config", "build_llama_config", "build_config", "new_model", "ARCHITECTURES",
+__all__ = ["dequantise_q8_0", "dequantise_q4_1", "dequantised",
+           "padded_rows", "build_phi_config", "build_llama_config", "build_config", "new_model", "ARCHITECTURES",
            "pretrain"]

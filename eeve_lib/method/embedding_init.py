@@ -10,8 +10,10 @@ Padded matrices are respected (phi-2 has more rows than tokens): new ids continu
 after the base tokenizer's last id, a padding row that now holds a new token gets that token's
 initialisation, the matrices grow only as far as needed (to a multiple of ``pad_to_multiple_of``),
 rows beyond the tokenizer stay inert padding that generation never samples
-(``generation_config.suppress_tokens``), ``config.vocab_size`` equals the matrix rows, and the
-tied/untied status is kept. Every old row stays bit-identical. Shown in chapter 03.
+(``generation_config.suppress_tokens``) and ``config.vocab_size`` equals the matrix rows. A base
+whose input and output embeddings are one matrix (SmolLM2) is untied first, its output matrix
+an exact copy, so that each of the seven stages can train the rows it names; kept tied on
+request (chapter 05's tied arm). Every old row stays bit-identical. Shown in chapter 03.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Extension:
     rows: int  # embedding rows of the extended model
     method: str
     pieces: list[list[int]] = field(default_factory=list)  # base pieces of each new id, in order
+    tied: bool = False  # the extended model's input and output rows are one matrix
+    untied: bool = False  # the base's were one matrix, and the extension gave the output its own copy
 
     @property
     def new_ids(self) -> range:
@@ -49,7 +53,8 @@ class Extension:
         return self.target_size - self.base_size
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("base_size", "target_size", "base_rows", "rows", "method")} | {
+        return {k: getattr(self, k) for k in ("base_size", "target_size", "base_rows", "rows", "method", "tied",
+                                              "untied")} | {
             "new_tokens": self.n_new, "padding_rows": self.rows - self.target_size}
 
 
@@ -96,12 +101,55 @@ def _mean_resizing_rows(old: torch.Tensor, n: int, g: torch.Generator) -> torch.
     return mean + z @ chol.T
 
 
+def tied_head(weight: torch.Tensor):
+    """An output head without bias whose weight *is* ``weight`` (the input embedding's)."""
+    from torch import nn
+
+    head = torch.nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=False, device=weight.device,
+                                    dtype=weight.dtype)
+    head.weight = weight
+    return head
+
+
+def is_tied(model) -> bool:
+    """Whether the model's output matrix is its input matrix (SmolLM2; phi-2 and SOLAR-10.7B are untied)."""
+    out = model.get_output_embeddings()
+    return out is None or out.weight is model.get_input_embeddings().weight
+
+
+def untie_embeddings(model) -> bool:
+    """Give a tied model an output head of its own, starting as an exact copy of the shared matrix.
+
+    EEVE's stages train input and output rows separately (stage 2 trains new output rows alone,
+    stage 4 every output row with the input rows frozen), which one shared matrix cannot do. The
+    copy costs a second matrix of parameters; the model computes exactly what it computed before.
+    Returns whether anything was untied.
+    """
+    from torch import nn
+
+    if not is_tied(model):
+        return False
+    weight = model.get_input_embeddings().weight
+    rows, hidden = weight.shape
+    head = torch.nn.utils.skip_init(nn.Linear, hidden, rows, bias=False, device=weight.device, dtype=weight.dtype)
+    head.weight = nn.Parameter(weight.detach().clone())
+    model.set_output_embeddings(head)
+    for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
+        config.tie_word_embeddings = False
+    return True
+
+
 def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "subword_mean", seed: int = 0,
-                 pad_to_multiple_of: int = 64) -> Extension:
-    """Resize ``model`` in place to the extended vocabulary and initialise the new rows (chapter 03)."""
+                 pad_to_multiple_of: int = 64, untie: bool = True) -> Extension:
+    """Resize ``model`` in place to the extended vocabulary and initialise the new rows (chapter 03).
+
+    A tied base is untied first (:func:`untie_embeddings`) unless ``untie`` is False; then its
+    output rows start as copies of its input rows and new output rows follow the paper's rule.
+    """
     from torch import nn
 
     check_extends(base_tokenizer, target_tokenizer)
+    untied = untie_embeddings(model) if untie else False
     inp = model.get_input_embeddings()
     out = model.get_output_embeddings()
     base_rows, hidden = inp.weight.shape
@@ -109,9 +157,9 @@ def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "
     if base_rows < base_size:
         raise TokenizerError(f"The base model has {base_rows} embedding rows but its tokenizer has {base_size} tokens: "
                              f"they do not belong together.")
-    tied = bool(getattr(model.config, "tie_word_embeddings", False)) or out is None or out.weight is inp.weight
+    tied = is_tied(model)
     rows = plan_rows(base_rows, target_size, pad_to_multiple_of)
-    ext = Extension(base_size, target_size, base_rows, rows, method)
+    ext = Extension(base_size, target_size, base_rows, rows, method, tied=tied, untied=untied)
     ext.pieces = base_pieces(base_tokenizer, target_tokenizer, ext.new_ids)
     dtype = inp.weight.dtype
     new_ids = torch.arange(base_size, target_size)
@@ -165,8 +213,8 @@ def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "
             if has_bias:
                 head.bias = nn.Parameter(b_out)
             model.set_output_embeddings(head)
-        else:
-            model.tie_weights()
+        else:  # one matrix: the output head is the input embedding's weight itself
+            model.set_output_embeddings(tied_head(new_inp.weight))
 
     model.config.vocab_size = rows
     if hasattr(model.config, "get_text_config"):

@@ -80,10 +80,11 @@ def _window_plan(n: int, window: int, stride: int) -> list[tuple[int, int, int]]
 
 @torch.no_grad()
 def score_texts(model, tokenizer, texts: Sequence[str], *, window: int = 512, stride: int = 256,
-                vocab_limit: int | None = None, batch_size: int = 16) -> TextScore:
+                vocab_limit: int | None = None, batch_size: int = 16, dtype: torch.dtype | None = None) -> TextScore:
     """Negative log-likelihood (nats) of ``texts`` under ``model``, sliding-window for long texts.
 
     ``window`` must exceed ``stride``; each window scores only the tokens no earlier window scored.
+    ``dtype`` bfloat16 runs the forward passes under autocast (the log-softmax stays float32).
     """
     if not 0 < stride < window:
         raise ValueError("score_texts needs 0 < stride < window")
@@ -109,7 +110,8 @@ def score_texts(model, tokenizer, texts: Sequence[str], *, window: int = 512, st
             input_ids[row, :len(ids)] = torch.tensor(ids)
             mask[row, :len(ids)] = 1
             score[row, max(skip, 1):len(ids)] = True
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype not in (None, torch.float32)):
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
         logp = torch.log_softmax(logits[..., :vocab_limit], dim=-1)
         target = input_ids[:, 1:].to(device)
         token_logp = logp[:, :-1].gather(-1, target.unsqueeze(-1)).squeeze(-1)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .embedding_init import Extension
-from .stages import Stage
+from .embedding_init import Extension, is_tied, tied_head
+from .stages import Stage, as_tied
 
 
 class SplitEmbedding(nn.Module):
@@ -75,15 +75,33 @@ class SplitHead(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+class TiedSplitHead(nn.Module):
+    """The output head of a tied model during a stage: the split input embedding's own tensors."""
+
+    def __init__(self, embedding: SplitEmbedding):
+        super().__init__()
+        object.__setattr__(self, "embedding", embedding)  # not a submodule: its tensors are the embedding's
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        e = self.embedding
+        return torch.cat([nn.functional.linear(hidden, w) for w in (e.base, e.new, e.pad)], dim=-1)
+
+
 def install_stage(model, stage: Stage, ext: Extension) -> list[tuple[str, nn.Parameter]]:
-    """Freeze and split ``model`` for ``stage``; return the (name, parameter) pairs that train."""
+    """Freeze and split ``model`` for ``stage``; return the (name, parameter) pairs that train.
+
+    On a tied model (one matrix for input and output) the stage trains the union of its rows.
+    """
+    tied = is_tied(model)
+    if tied:
+        stage = as_tied(stage)
     for p in model.parameters():
         p.requires_grad_(False)
     n_base, n_new = ext.base_size, ext.n_new
     emb = SplitEmbedding(model.get_input_embeddings().weight, n_base, n_new,
                          stage.input_rows == "all", stage.input_rows in ("new", "all"))
-    head = SplitHead(model.get_output_embeddings(), n_base, n_new,
-                     stage.output_rows == "all", stage.output_rows in ("new", "all"))
+    head = TiedSplitHead(emb) if tied else SplitHead(model.get_output_embeddings(), n_base, n_new,
+                                                     stage.output_rows == "all", stage.output_rows in ("new", "all"))
     body = []
     if stage.transformer:
         input_ids = {id(p) for p in model.get_input_embeddings().parameters()}
@@ -106,7 +124,9 @@ def merge_stage(model) -> None:
         if isinstance(emb, SplitEmbedding):
             w = emb.full_weight().detach().clone()
             model.set_input_embeddings(nn.Embedding(w.shape[0], w.shape[1], _weight=w))
-        if isinstance(head, SplitHead):
+        if isinstance(head, TiedSplitHead):
+            model.set_output_embeddings(tied_head(model.get_input_embeddings().weight))
+        elif isinstance(head, SplitHead):
             w = head.full_weight().detach().clone()
             linear = torch.nn.utils.skip_init(nn.Linear, w.shape[1], w.shape[0], bias=head.has_bias,
                                               device=w.device, dtype=w.dtype)
@@ -141,5 +161,5 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
-__all__ = ["SplitEmbedding", "SplitHead", "install_stage", "merge_stage", "stage_optimizer",
+__all__ = ["SplitEmbedding", "SplitHead", "TiedSplitHead", "install_stage", "merge_stage", "stage_optimizer",
            "optimizer_state_bytes"]

@@ -175,7 +175,7 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
                    budget.learning_rate)
     body, (rows, hidden) = body_parameter_count(model), model.get_output_embeddings().weight.shape
     log.trainable = trainable_counts(stage, n_base=ext.base_size, n_new=ext.n_new, hidden=hidden, body_params=body,
-                                     output_bias=model.get_output_embeddings().bias is not None)
+                                     output_bias=model.get_output_embeddings().bias is not None, tied=ext.tied)
     mode = stage6_mode(settings, stage)
     accelerator = _accelerator(dtype, device)
     rank, world = accelerator.process_index, accelerator.num_processes

@@ -55,6 +55,17 @@ STAGES: dict[int, Stage] = {
     7: Stage(7, "all but the embeddings", "none", "none", True),
 }
 
+def as_tied(stage: Stage) -> Stage:
+    """``stage`` on a model whose input and output rows are one matrix: it trains the union of its rows.
+
+    Stages 1, 2 and 3 then all train the new rows, stages 4 and 5 every row, as re-implementations of
+    EEVE on tied models have to.
+    """
+    order: tuple[Rows, ...] = ("none", "new", "all")
+    rows = max(stage.input_rows, stage.output_rows, key=order.index)
+    return Stage(stage.number, f"{stage.name} (tied: {rows} rows)", rows, rows, stage.transformer)
+
+
 # Ablation arms: these stages share the whole budget of the seven-stage schedule.
 ABLATION_SCHEDULES: dict[str, list[int]] = {
     "full_finetune": [6],   # one stage of full fine-tuning
@@ -89,11 +100,14 @@ def get_stage(number: int) -> Stage:
 
 
 def trainable_counts(stage: Stage, *, n_base: int, n_new: int, hidden: int, body_params: int,
-                     output_bias: bool = True) -> dict[str, int]:
-    """Trainable parameters per block in ``stage`` (chapter 04's table)."""
+                     output_bias: bool = True, tied: bool = False) -> dict[str, int]:
+    """Trainable parameters per block in ``stage`` (chapter 04's table); a tied model's output rows
+    are its input rows, counted once."""
     rows = {"none": 0, "new": n_new, "all": n_base + n_new}
+    if tied:
+        stage = as_tied(stage)
     inp = rows[stage.input_rows] * hidden
-    out = rows[stage.output_rows] * (hidden + (1 if output_bias else 0))
+    out = 0 if tied else rows[stage.output_rows] * (hidden + (1 if output_bias else 0))
     body = body_params if stage.transformer else 0
     return {"input_embedding": inp, "output_embedding": out, "transformer": body, "total": inp + out + body}
 

@@ -79,6 +79,9 @@ def directory(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path
     tmp = _as_if_created(Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)), 0o777)
     try:
         yield tmp
+        for written in tmp.rglob("*"):  # some writers (safetensors) make private files too
+            if written.is_file() and not written.is_symlink():
+                _as_if_created(written, 0o666)
         if path.exists():
             # Move the old copy aside first so that the rename below never sees a non-empty target.
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

