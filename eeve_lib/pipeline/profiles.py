@@ -459,10 +459,11 @@ def _check_consistency(p: Profile) -> None:
             )
         if (b.steps is None) == (b.tokens is None):
             raise ProfileError(f"training.schedule[{i}]: give exactly one of 'steps' or 'tokens'.")
-    from .training import ablation_arms  # here, not at the top: training imports this module
+    if p.ablations.one_seed:
+        from .training import ablation_arms  # here, not at the top: training imports this module
 
-    unknown = sorted(set(p.ablations.one_seed) - set(ablation_arms(p)))
-    if unknown:
+        unknown = sorted(set(p.ablations.one_seed) - set(ablation_arms(p)))
+    if p.ablations.one_seed and unknown:
         raise ProfileError(f"ablations.one_seed: {', '.join(unknown)} is not an arm of this profile; its arms: "
                            f"{', '.join(ablation_arms(p))}.")
     for share in p.ablations.english_replay:
