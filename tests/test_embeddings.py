@@ -70,7 +70,8 @@ def test_no_growth_when_the_padding_has_room():
     assert plan_rows(51200, 59000, 64) == 59008
 
 
-def test_tied_embeddings_stay_tied(micro_expanded, pair):
+@pytest.mark.parametrize("untie", [False, True])
+def test_tied_embeddings_stay_tied_unless_untied(micro_expanded, pair, untie):
     from transformers import PhiForCausalLM
 
     _, base_tok, target_tok = pair
@@ -81,8 +82,12 @@ def test_tied_embeddings_stay_tied(micro_expanded, pair):
     model = PhiForCausalLM(config)
     model.tie_weights()
     assert model.lm_head.weight is model.get_input_embeddings().weight
-    extend_model(model, base_tok, target_tok)
-    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    shared = model.lm_head.weight.detach().clone()
+    ext = extend_model(model, base_tok, target_tok, untie=untie)
+    same = model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    assert same != untie and ext.tied != untie and ext.untied == untie
+    n = len(base_tok)
+    assert torch.equal(model.lm_head.weight[:n], shared[:n])  # untied: an exact copy of the base rows
 
 
 @pytest.mark.parametrize("method", ["mean_resizing", "random"])
