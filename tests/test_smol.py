@@ -59,11 +59,6 @@ def smol_run(tmp_path_factory):
     from eeve_lib.pipeline.training import TIED_ARM, run_ablation, run_schedule
     from eeve_lib.pipeline.vocabulary import expand_vocabulary
 
-    from accelerate.state import AcceleratorState
-
-    # accelerate keeps one state per process: earlier tests trained in float32, smol trains in
-    # bfloat16 autocast, which accelerate refuses to switch to in the same process without a reset.
-    AcceleratorState._reset_state()
     profile = load_profile("smol", SHORT)
     run = tmp_path_factory.mktemp("smol") / "run"
     ensure_base_model(profile, run, progress=False)

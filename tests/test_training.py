@@ -181,3 +181,14 @@ def test_unknown_stage_in_a_schedule():
 
     with pytest.raises(TrainingError, match="Valid stages"):
         resolve_schedule(load_profile("tiny"), [1, 9])
+
+
+def test_one_process_trains_in_float32_then_bfloat16_then_float32_again():
+    """A notebook or test session may run a float32 profile and a bfloat16 one in turn; accelerate
+    keeps one process-wide precision, which the stage loop must replace rather than trip over."""
+    from eeve_lib.method.stage_loop import _accelerator
+
+    cpu = torch.device("cpu")
+    precisions = [_accelerator(dtype, cpu).mixed_precision
+                  for dtype in (torch.float32, torch.bfloat16, torch.float32)]
+    assert precisions == ["no", "bf16", "no"]

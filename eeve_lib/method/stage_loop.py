@@ -103,9 +103,21 @@ def _accelerator(dtype: torch.dtype, device: torch.device):
     # The loop shards the model itself (sharding.shard_copy), the same way on CPUs and GPUs; accelerate
     # launches the processes and sets up the process group and the device. Its own FSDP plugin, which
     # a launch config's `distributed_type: FSDP` switches on (and only on GPUs), stays off.
+    mixed_precision = "bf16" if dtype == torch.bfloat16 else "no"
+    _forget_other_precision(mixed_precision)
     with patch_environment(accelerate_use_fsdp="false"):
-        return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if dtype == torch.bfloat16 else "no",
-                           kwargs_handlers=[ddp])
+        return Accelerator(cpu=device.type == "cpu", mixed_precision=mixed_precision, kwargs_handlers=[ddp])
+
+
+def _forget_other_precision(mixed_precision: str) -> None:
+    """accelerate keeps one process-wide precision and refuses a second; a notebook or test session
+    that trains one profile in float32 and another in bfloat16 needs the second to start afresh. Only
+    the precision state is dropped: the process group (PartialState) stays as launched."""
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def is_main_process() -> bool:
