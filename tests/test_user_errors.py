@@ -408,6 +408,20 @@ def test_progress_inside_a_chapter_and_no_kernel_noise(fake_book, tmp_path, capf
     assert "to the log" in (tmp_path / "run" / "executed" / "00_fake.log").read_text()
 
 
+def test_what_the_kernel_process_prints_outside_a_cell_goes_to_the_log(fake_book, tmp_path, capfd):
+    """A kernel stopped on a loaded machine may print a zmq callback's traceback to its own stderr
+    after the last cell; that belongs in the chapter's log, not on the console."""
+    from eeve_lib.pipeline.runner import run_book
+
+    at_exit = ("import atexit, os\n"
+               "atexit.register(os.write, 2, b'kernel noise after the last cell\\n')")
+    fake_chapter(fake_book, "00_fake", at_exit, "y = 1")
+    report = run_book("tiny", run_dir=tmp_path / "run", overrides=MICRO, progress=False)
+    assert report["chapters"]["00_fake"]["status"] == "completed"
+    assert "kernel noise" not in capfd.readouterr().err
+    assert "kernel noise after the last cell" in (tmp_path / "run" / "executed" / "00_fake.log").read_text()
+
+
 def test_a_failing_chapter_shows_its_traceback_and_an_existing_notebook(fake_book, tmp_path, capfd):
     from eeve_lib.pipeline.runner import ChapterFailed, run_book
 

@@ -4,9 +4,10 @@ The runner (``eeve run``) executes every chapter through :func:`execute_chapter`
 with three differences, each for the console of a run:
 
 * progress: a bar per chapter names the chapter and the code cell running ("cell 7/31");
-* a quiet kernel: the kernel talks to the runner over a Unix socket in the private Jupyter runtime
-  folder instead of TCP on localhost (so no "running over TCP without encryption" warning for
-  every chapter), and an idle kernel is not sent SIGINT when it is shut down (jupyter_client does
+* a quiet kernel: what the kernel process prints outside a cell goes to the chapter's log; the
+  kernel talks to the runner over a Unix socket in the private Jupyter runtime folder instead of
+  TCP on localhost (so no "running over TCP without encryption" warning for every chapter), and
+  an idle kernel is not sent SIGINT when it is shut down (jupyter_client does
   that by default, and a kernel caught between two messages logs "KeyboardInterrupt caught in
   kernel");
 * a quiet stop: on Ctrl-C the busy kernel, which runs in its own session and never sees the
@@ -64,6 +65,16 @@ def _classes() -> tuple[type, type]:
             os.makedirs(jupyter_runtime_dir(), exist_ok=True)
             return os.path.join(jupyter_runtime_dir(), f"kernel-{uuid.uuid4().hex[:12]}-ipc")
 
+        # The kernel process's own stdout and stderr (what it prints outside any cell: a zmq
+        # callback's traceback when it is stopped under load, a warning at start-up) go to the
+        # chapter's log, not the console; cell output reaches the log through the client.
+        kernel_output = AnyTrait(None, allow_none=True)
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw) -> None:
+            if self.kernel_output is not None:
+                kw["stdout"] = kw["stderr"] = self.kernel_output
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
         async def _async_interrupt_kernel(self) -> None:
             # shutdown_kernel() interrupts first. A finished chapter's kernel is idle, an interrupted
             # chapter's kernel is killed: neither needs the SIGINT, whose only effect is log noise.
@@ -82,6 +93,11 @@ def _classes() -> tuple[type, type]:
             self._position = {index: n for n, index in enumerate(code, start=1)}
             if self.progress_file is not None:
                 self.on_cell_start = self._show_cell
+
+        def create_kernel_manager(self):
+            km = super().create_kernel_manager()
+            km.kernel_output = self.stderr_file
+            return km
 
         def _show_cell(self, cell, cell_index) -> None:
             """Show "<chapter>: cell i/n" as code cell i of n starts."""
