@@ -136,6 +136,24 @@ def disk_usage(root: Path) -> int:
     return total
 
 
+def repository_url(config: Path = CONFIG) -> str:
+    """Where a reader clones this book from, set in one place: ``repository.url`` in ``_config.yml``;
+    where that is unset, the ``origin`` remote of this checkout; without one, the checkout itself
+    (a path that ``git clone`` accepts on this machine)."""
+    configured = (yaml.safe_load(config.read_text(encoding="utf-8")).get("repository") or {}).get("url")
+    if configured:
+        return str(configured)
+    root = config.parent
+    try:
+        origin = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True,
+                                text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        origin = None
+    if origin is not None and origin.returncode == 0 and origin.stdout.strip():
+        return origin.stdout.strip()
+    return str(root.resolve())
+
+
 def run_substitutions(report: dict[str, Any], run_root: Path, environment: Path | None = None) -> dict[str, str]:
     """What the pages may say about the run they were built from, as MyST substitutions: the profile
     (``{{ run_profile }}``), the time of every chapter (``{{ time_03_embedding_init }}``) and of all
@@ -146,7 +164,8 @@ def run_substitutions(report: dict[str, Any], run_root: Path, environment: Path 
             "run_total_time": _fmt_seconds(sum(r.get("wall_seconds", 0) for r in chapters.values())),
             "run_cpu_count": str((report.get("hardware") or {}).get("cpu_count")),
             "run_size": _fmt_bytes(disk_usage(run_root)),
-            "environment_size": _fmt_bytes(disk_usage(environment or Path(sys.prefix)))}
+            "environment_size": _fmt_bytes(disk_usage(environment or Path(sys.prefix))),
+            "repository_url": repository_url()}
     subs.update({f"time_{name}": _fmt_seconds(r.get("wall_seconds", 0)) for name, r in chapters.items()})
     return subs
 

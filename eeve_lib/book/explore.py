@@ -2,10 +2,13 @@
 
 Chapter 02 has a threshold slider over the first iteration's candidate counts, chapter 04 a stage
 selector over the stages' rows and blocks. Both recompute on data the chapter already holds (the
-counts are computed once; a new threshold only compares), so dragging is fast. The figure is an
-ordinary output shown with a display id and replaced in place as the control moves: the static
-book, executed headless, shows the figure for the default value, and the control itself is
-inert there (no widget state is saved). Shown in chapters 02 and 04.
+counts are computed once; a new threshold only compares), so dragging is fast. An explorer shows
+its control and a one-line summary where it is made, and its figure where ``.figure()`` is called,
+in the next cell: that cell carries the figure's number and caption in the book (a cell's caption
+applies to each of its outputs, so the figure needs a cell of its own). The figure is an ordinary
+output shown with a display id and replaced in place as the control moves: the static book,
+executed headless, shows it for the default value, and the control itself is inert there (no
+widget state is saved). Shown in chapters 02 and 04.
 """
 
 from __future__ import annotations
@@ -17,26 +20,44 @@ import numpy as np
 from . import plots
 
 
-def _live(draw: Callable[[Any], Any], caption: Callable[[Any], str], control, value) -> Any:
-    """Show ``control``, then ``caption(value)`` and ``draw(value)``; redraw both when the control moves."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+class Explorer:
+    """A control, the summary line it rewrites and the figure it redraws as it moves."""
 
-    def figure(v):
-        fig = draw(v)
+    def __init__(self, draw: Callable[[Any], Any], caption: Callable[[Any], str], control, value):
+        self.control, self._draw, self._caption, self._image = control, draw, caption, None
+        from IPython.display import display
+
+        display(control)
+        self._text = _shown(_Text(caption(value)))
+        control.observe(self._redraw, names="value")
+
+    @property
+    def value(self):
+        return self.control.value
+
+    @value.setter
+    def value(self, new) -> None:
+        self.control.value = new
+
+    @property
+    def options(self):
+        return self.control.options
+
+    def figure(self) -> None:
+        """Show the figure for the control's value here; it is redrawn in place from now on."""
+        self._image = _shown(self._figure(self.control.value))
+
+    def _figure(self, value):
+        import matplotlib.pyplot as plt
+
+        fig = self._draw(value)
         plt.close(fig)  # shown through the display id only, not again by the inline backend
         return fig
 
-    display(control)
-    text = _shown(_Text(caption(value)))
-    image = _shown(figure(value))
-
-    def redraw(change) -> None:
-        text.update(_Text(caption(change["new"])))
-        image.update(figure(change["new"]))
-
-    control.observe(redraw, names="value")
-    return control
+    def _redraw(self, change) -> None:
+        self._text.update(_Text(self._caption(change["new"])))
+        if self._image is not None:
+            self._image.update(self._figure(change["new"]))
 
 
 def _shown(obj):
@@ -85,8 +106,8 @@ def threshold_explorer(counts: Sequence[int], threshold: int):
     slider = widgets.SelectionSlider(options=threshold_choices(counts, threshold), value=int(threshold),
                                      description="threshold", continuous_update=True,
                                      layout=widgets.Layout(width="70%"))
-    return _live(lambda t: plots.rank_frequency(counts, t, counts >= t), lambda t: kept_summary(counts, t),
-                 slider, int(threshold))
+    return Explorer(lambda t: plots.rank_frequency(counts, t, counts >= t), lambda t: kept_summary(counts, t),
+                    slider, int(threshold))
 
 
 def stage_explorer(stages: dict[int, Any], *, n_base: int, n_new: int, n_padding: int, hidden: int,
@@ -106,8 +127,8 @@ def stage_explorer(stages: dict[int, Any], *, n_base: int, n_new: int, n_padding
 
     selector = widgets.ToggleButtons(options=[(str(n), n) for n in stages], value=default, description="stage",
                                      style={"button_width": "3em"})
-    return _live(lambda n: plots.stage_rows(stages[n], n_base=n_base, n_new=n_new, n_padding=n_padding,
-                                            counts=counts(n)), caption, selector, default)
+    return Explorer(lambda n: plots.stage_rows(stages[n], n_base=n_base, n_new=n_new, n_padding=n_padding,
+                                               counts=counts(n)), caption, selector, default)
 
 
-__all__ = ["threshold_explorer", "stage_explorer", "threshold_choices", "kept_summary"]
+__all__ = ["Explorer", "threshold_explorer", "stage_explorer", "threshold_choices", "kept_summary"]

@@ -36,6 +36,7 @@ class Cited:
     source: str  # a key of book/references.bib, e.g. "kim2024eeve"
     where: str  # e.g. "model card text", "config.json (vocab_size)", "abstract"
     shown: str | None = None  # how the source words it, when that is not the bare value ("about 2 billion")
+    unit: str = ""  # what the value counts in, when the value alone does not say ("GB")
 
     def text(self) -> str:
         """The value as the book prints it: integers with thousands separators ("8,960"), or the
@@ -53,8 +54,10 @@ class Cited:
         return f"{SOURCE_LABELS.get(self.source, self.source)} {self.where}"
 
     def cite(self) -> str:
-        """The value with a short human label of its source: "8,960 (EEVE-Korean-10.8B model card text)"."""
-        return f"{self.text()} ({self.label()})"
+        """The value, its unit if any, and a short human label of its source: "8,960 (EEVE-Korean-10.8B
+        model card text)", "100 GB (EEVE-Korean-10.8B model card text)"."""
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.text()}{unit} ({self.label()})"
 
 
 _CARD = "model card text"
@@ -64,14 +67,15 @@ NUMBERS: dict[str, Cited] = {
     "intermediate_vocab_size": Cited(40_000, "tokens of the intermediate tokenizer trained on Korean",
                                      "yanolja2024eeve108b", _CARD),
     "counting_corpus_gb": Cited(100, "gigabytes of Korean text over which token frequencies are counted",
-                                "yanolja2024eeve108b", _CARD),
+                                "yanolja2024eeve108b", _CARD, unit="GB"),
     "min_frequency": Cited(6_000, "occurrences a new token needs to be kept (the frequency threshold)",
                            "yanolja2024eeve108b", _CARD),
     "new_tokens_solar": Cited(8_960, "new tokens added to SOLAR-10.7B", "yanolja2024eeve108b", _CARD),
-    "hook_stage": Cited(5, "the stage of the card's gradient hook that zeroes the old tokens' rows",
-                        "yanolja2024eeve108b", _CARD),
-    # The method as the paper describes it (steps 9-11).
-    "stage_count": Cited(7, "training stages", "kim2024eeve", "figure and text"),
+    # The card names no stage: its code trains what stage 5 trains, in our reading of that code.
+    "hook_stage": Cited(5, "the stage whose parameters the card's code trains (its gradient hook zeroes the old "
+                        "tokens' input rows)", "yanolja2024eeve108b", "model card code, as we read it"),
+    # The training (steps 10-11): the count of stages from the card, the budget from the paper's abstract.
+    "stage_count": Cited(7, "training stages (\"a seven-stage training process\")", "yanolja2024eeve108b", _CARD),
     "training_tokens": Cited(2_000_000_000, "training tokens in all (about; the abstract rounds)",
                              "kim2024eeve", "abstract", shown="about 2 billion"),
     # The released models' files.

@@ -284,3 +284,42 @@ def replay_tradeoff(shares: Sequence[float], korean: Sequence[dict], english: Se
     en.legend(fontsize="small")
     fig.suptitle(title)
     return fig
+
+
+def headline(runs: dict[str, list[dict[str, Any]]]):
+    """The Results page's first figure: for every run and arm, Korean against English bits per
+    character as multiples of the run's base model (mean, bars from the lowest to the highest seed).
+    Left of 1 Korean improved; below the dotted line English stayed within the book's target.
+    Sized for a phone: one panel, large text, the legend below the axes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from .results import ENGLISH_TARGET
+
+    markers = "osD^v<>"
+    colours = {"seven_stages": "tab:red", "baseline:no_expansion": "tab:blue"}
+    fig, ax = plt.subplots(figsize=(5.0, 5.4), constrained_layout=True)
+    with plt.rc_context({"font.size": 11}):
+        for k, (run, points) in enumerate(runs.items()):
+            for p in points:
+                ko, en = p["korean"], p["english"]
+                colour = colours.get(p["arm"], "0.6")
+                ax.errorbar(ko["mean"], en["mean"], xerr=[[ko["mean"] - ko["min"]], [ko["max"] - ko["mean"]]],
+                            yerr=[[en["mean"] - en["min"]], [en["max"] - en["mean"]]],
+                            fmt=markers[k % len(markers)], color=colour, ms=7 if p["arm"] in colours else 5,
+                            capsize=2, lw=1, zorder=3 if p["arm"] in colours else 2)
+        ax.axvline(1.0, color="k", lw=0.8, ls="--")
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.axhline(ENGLISH_TARGET, color="k", lw=0.8, ls=":")
+        ax.set_xlabel("Korean bits per character / base's", fontsize=12)
+        ax.set_ylabel("English bits per character / base's", fontsize=12)
+        ax.tick_params(labelsize=11)
+        handles = [Line2D([], [], color="0.3", marker=markers[k % len(markers)], ls="", label=run)
+                   for k, run in enumerate(runs)]
+        handles += [Line2D([], [], color=c, marker="o", ls="", label=arm.replace("baseline:", ""))
+                    for arm, c in colours.items()]
+        handles += [Line2D([], [], color="0.6", marker="o", ls="", label="other arms"),
+                    Line2D([], [], color="k", ls=":", label=f"English target ({ENGLISH_TARGET}x)")]
+        ax.legend(handles=handles, fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
+                  frameon=False)
+    return fig

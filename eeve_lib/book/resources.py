@@ -125,7 +125,8 @@ PHI2_LAYERS, PHI2_TOKENS, PHI2_ROWS, EEVE_KOREAN_2_8B_VOCABULARY = (
 
 def phi2_shape() -> Shape:
     """phi-2 extended as EEVE-Korean-2.8B: the full-dry profile's phi-2 configuration with phi-2's
-    32 layers, and as many new tokens as the card's vocabulary implies."""
+    32 layers, and as new tokens the rows EEVE-Korean-2.8B has beyond phi-2's tokens (our upper
+    bound: those rows may also hold special tokens and padding)."""
     from ..method.embedding_init import plan_rows
     from ..pipeline.profiles import load_profile
 

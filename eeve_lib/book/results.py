@@ -175,6 +175,36 @@ def claims_sentence(claims: list[dict[str, str]]) -> str:
     return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
 
 
+def headline_points(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every arm of a run as its Korean and English bits per character relative to the base model's
+    (1 is the base; below 1 is better): mean, lowest and highest seed of each."""
+    base = metrics["models"]["base"]
+    points = []
+    for arm, a in metrics.get("arms", {}).items():
+        point = {"arm": arm, "seeds": len(a["korean_bits_per_character"]["values"])}
+        for language in ("korean", "english"):
+            x, reference = a[f"{language}_bits_per_character"], base[language]["bits_per_character"]
+            point[language] = {k: x[k] / reference for k in ("mean", "min", "max")}
+        points.append(point)
+    return points
+
+
+def headline_verdict(metrics: dict[str, Any]) -> dict[str, str]:
+    """Three lines on a run, each from :func:`paper_claims`: Korean, English and tokens."""
+    claims = {c["claim"].split(" (")[0].split(",")[0]: c for c in paper_claims(metrics)}
+    models, base = metrics["models"], metrics["models"]["base"]
+    korean = claims["Korean modelled better than by the base"]
+    against = claims["Korean better than training without new tokens"]
+    english = claims["English kept"]
+    tokens = models["final"]["korean"]["tokens_per_character"] / base["korean"]["tokens_per_character"]
+    return {
+        "Korean": (f"better than the base: {korean['verdict']} ({korean['evidence']}); better than training "
+                   f"without new tokens: {against['verdict']} ({against['evidence']})"),
+        "English": f"kept within {ENGLISH_TARGET} times the base's: {english['verdict']} ({english['evidence']})",
+        "tokens": f"Korean takes {tokens:.2f} times the base tokenizer's tokens per character",
+    }
+
+
 def hangul_share(text: str) -> float:
     """Share of a text's letters that are Hangul (0 for a text without letters)."""
     from ..method.candidates import is_hangul
@@ -184,4 +214,5 @@ def hangul_share(text: str) -> float:
 
 
 __all__ = ["model_table", "arm_table", "separated", "comparison_table", "replay_arms", "replay_table",
-           "hangul_share", "paper_claims", "claims_sentence", "ENGLISH_TARGET"]
+           "hangul_share", "paper_claims", "claims_sentence", "headline_points", "headline_verdict",
+           "ENGLISH_TARGET"]

@@ -232,9 +232,10 @@ def piece_similarity(model, ext: Extension) -> torch.Tensor:
     return torch.stack(sims) if sims else torch.empty(0)
 
 
-def nearest_base_tokens(model, tokenizer, token_id: int, base_size: int, k: int = 5) -> list[tuple[str, float]]:
-    """The ``k`` base tokens whose input rows are most cosine-similar to ``token_id``'s."""
+def nearest_base_tokens(model, token_id: int, base_size: int, k: int = 5) -> list[tuple[int, float]]:
+    """The ids of the ``k`` base tokens whose input rows are most cosine-similar to ``token_id``'s,
+    each with its cosine similarity."""
     w = model.get_input_embeddings().weight.detach().float()
     sims = torch.nn.functional.cosine_similarity(w[token_id].unsqueeze(0), w[:base_size], dim=-1)
     top = torch.topk(sims, k)
-    return [(tokenizer.decode([i]), round(float(s), 3)) for s, i in zip(top.values, top.indices.tolist())]
+    return [(i, round(float(s), 3)) for s, i in zip(top.values, top.indices.tolist())]

@@ -207,6 +207,16 @@ def _completed(profile: Profile, run_dir, out: RunPaths, budgets: list[StageBudg
                           tuple(base_validation) if base_validation else None)
 
 
+def validation_set(profile: Profile, tokenizer, korean=None, english=None) -> Validation:
+    """The fixed windows every stage is scored on: the Korean validation split and the first 2,000
+    English validation documents, packed with ``tokenizer``."""
+    korean = korean or load_corpus(profile, "korean")
+    english = english or load_corpus(profile, "english")
+    return Validation(pack_documents(tokenizer, korean.validation),
+                      pack_documents(tokenizer, english.validation[:2000]), profile.training.seq_len,
+                      profile.training.validation_windows)
+
+
 def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudget | int] | None = None,
                  init: str | None = None, output: RunPaths | None = None,
                  save_stages: bool | Collection[int] = True, reuse: Sequence[RunPaths] = (),
@@ -241,9 +251,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
                                english.train if t.english_replay else (), t.english_replay)
     validation, base_validation = None, None
     if validate:
-        validation = Validation(pack_documents(tokenizer, korean.validation),
-                                pack_documents(tokenizer, english.validation[:2000]), profile.training.seq_len,
-                                profile.training.validation_windows)
+        validation = validation_set(profile, tokenizer, korean, english)
         base_validation = validation.score(model, ext.target_size)
     logs: list[StageLog] = []
     with deterministic():

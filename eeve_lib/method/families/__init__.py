@@ -168,6 +168,12 @@ class TokenizerFamily(ABC):
         """How an error message shows a piece."""
         return repr(self.token_text(piece))
 
+    def show_piece(self, piece: str) -> str:
+        """How a table shows a piece to a reader: its text in quotes when it is whole text, else the
+        piece as the vocabulary spells it (a byte-fallback piece such as ``<0xEB>``)."""
+        text = self.token_text(piece)
+        return repr(text) if text is not None else piece
+
     # -- training (step 1, and the tiny profiles' own base tokenizer) ---------------------------
     @abstractmethod
     def train_base_tokenizer(self, texts: Sequence[str], vocab_size: int, added_tokens: int = 0,

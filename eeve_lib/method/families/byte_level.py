@@ -194,6 +194,11 @@ class ByteLevelBPE(TokenizerFamily):
     def describe_piece(self, piece: str) -> str:
         return f"bytes {token_bytes(piece).hex(' ')}, text {token_text(piece)!r}"
 
+    def show_piece(self, piece: str) -> str:
+        # part of a character (a Hangul syllable's first two bytes, say): its bytes, not "\ufffd"
+        text = token_text(piece)
+        return repr(text) if text is not None else f"bytes {token_bytes(piece).hex(' ').upper()}"
+
     def train_base_tokenizer(self, texts, vocab_size: int, added_tokens: int = 0, min_frequency: int = 2):
         return train_byte_level_bpe(texts, vocab_size, added_tokens, min_frequency)
 
