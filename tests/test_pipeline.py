@@ -49,7 +49,7 @@ def test_metrics_hold_every_model_and_korean_improves(micro_run):
     metrics = json.loads((micro_run["run_dir"] / "eval" / "metrics.json").read_text())
     models = metrics["models"]
     arms = ["schedule-full_finetune", "schedule-embeddings_only", "init-mean_resizing", "init-random",
-            "stage6-lora", "baseline-no_expansion", "replay-0", "replay-0.25"]
+            "stage6-lora", "baseline-no_expansion", "baseline-equal_text", "replay-0", "replay-0.25"]
     seeds = [1234 + k for k in range(MICRO["ablations.seeds"])]
     expected = {"base", "extended", "final"} | {f"stage{n}" for n in STAGES} | {
         f"ablation:{arm}" for arm in arms} | {f"ablation:{arm}@seed{s}" for arm in arms + ["seven_stages"]
@@ -61,9 +61,16 @@ def test_metrics_hold_every_model_and_korean_improves(micro_run):
         assert a["seeds"] == seeds, arm
         k = a["korean_bits_per_character"]
         assert k["min"] <= k["mean"] <= k["max"] and len(k["values"]) == len(seeds), arm
-    # equal compute: every arm but the seven stages' own schedule has the same steps and tokens
+    # equal compute: every arm but the equal-text baseline has the same steps and tokens
     steps = {arm: a["training"]["steps"]["mean"] for arm, a in metrics["arms"].items()}
+    equal_text = steps.pop("baseline:equal_text")
     assert len(set(steps.values())) == 1, steps
+    # equal text: as many more steps as the base tokenizer spends more tokens on the Korean text
+    from eeve_lib.pipeline.profiles import load_profile
+    from eeve_lib.pipeline.training import korean_token_ratio
+
+    ratio = korean_token_ratio(load_profile("tiny", MICRO), micro_run["run_dir"])
+    assert ratio > 2 and equal_text == round(steps["seven_stages"] * ratio), (ratio, equal_text)
     for name, m in models.items():
         for language in ("korean", "english"):
             assert m[language]["bits_per_character"] > 0 and m[language]["tokens_per_character"] > 0, name

@@ -119,3 +119,12 @@ def test_the_results_headline_on_every_recorded_run():
         runs[path.parent.name] = list(points.values())
     assert runs, "no recorded run under results/"
     assert plots.headline(runs).axes[0].get_xlabel() == "Korean bits per character / base's"
+
+
+def test_the_equal_text_sentence_states_the_extra_steps_and_its_verdict():
+    seven, plain = _arm([5.2, 5.3], [2.2, 2.21], [0.6, 0.6], 9e11, 30), _arm([8.2, 8.3], [2.1, 2.11], [2.4, 2.4], 8e11, 40)
+    same_text = _arm([4.9, 5.0], [2.1, 2.11], [2.4, 2.4], 3e12, 160, steps=400)
+    text = readings.equal_compute(seven, plain, readings.LOWER, readings.HIGHER, same_text, readings.HIGHER)
+    assert "On equal text instead" in text and "4.0 times their optimizer steps (400)" in text
+    assert "4.95 ± 0.01" in text and "learns more Korean, at 4.0 times the steps" in text
+    assert "On equal text" not in readings.equal_compute(seven, plain, readings.LOWER, readings.HIGHER)

@@ -298,9 +298,9 @@ def _padding_rows(prof: Profile, paths: RunPaths) -> int:
     return ext.rows - ext.target_size
 
 
-@exercise("4.1", "Train stages 1, 2 and 6 in a run of your own (paths = notebook.student_paths(P); "
-                 "run_schedule(P, paths, schedule=[1, 2, 6])) and answer with the Korean validation loss after "
-                 "stage 6: check(\"4.1\", loss, paths).", "number", tolerance=1e-3)
+@exercise("4.1", "Train stages 1, 2 and 6 in a run of your own (mine = notebook.student_paths(P, \"126\"); "
+                 "run_schedule(P, mine, schedule=[1, 2, 6])) and answer with the Korean validation loss after "
+                 "stage 6: check(\"4.1\", loss, mine).", "number", tolerance=1e-3)
 def _short_schedule_loss(prof: Profile, paths: RunPaths) -> float:
     from ..errors import EeveError
     from ..pipeline.training import load_stage_record

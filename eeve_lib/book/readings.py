@@ -149,9 +149,11 @@ def _arm_mean(arm: Mapping, key: str, sub: str = "mean") -> float:
 
 
 def equal_compute(seven_stages: Mapping | None, baseline: Mapping | None, korean_verdict: str | None,
-                  english_verdict: str | None) -> str:
+                  english_verdict: str | None, equal_text: Mapping | None = None,
+                  equal_text_verdict: str | None = None) -> str:
     """Chapter 05's paragraph on the seven stages against the no-expansion baseline, from the two
-    arms of ``metrics.json`` and their verdicts (:func:`eeve_lib.book.results.separated`)."""
+    arms of ``metrics.json`` and their verdicts (:func:`eeve_lib.book.results.separated`), and, where
+    the profile runs it, the baseline on equal text (``baseline:equal_text``)."""
     if seven_stages is None or baseline is None:
         return ("This profile runs no no-expansion baseline (ablations.baselines), so the expansion is not "
                 "compared here with training the base on the same Korean text without new tokens")
@@ -175,4 +177,18 @@ def equal_compute(seven_stages: Mapping | None, baseline: Mapping | None, korean
         f"{_arm_mean(plain, ko):.2f} ± {_arm_mean(plain, ko, 'std'):.2f}: {korean_verdict} for the seven "
         f"stages, every seed against every seed, so {efficiency(korean_verdict)}. In English the seven "
         f"stages score {_arm_mean(eeve, en):.3f} and the baseline {_arm_mean(plain, en):.3f} "
-        f"({english_verdict} for the seven stages): {english_against_baseline(english_verdict)}")
+        f"({english_verdict} for the seven stages): {english_against_baseline(english_verdict)}"
+        + ("" if equal_text is None else _equal_text(eeve, equal_text, equal_text_verdict)))
+
+
+def _equal_text(eeve: Mapping, plain: Mapping, verdict: str | None) -> str:
+    ko = "korean_bits_per_character"
+    steps = _arm_mean(plain, "steps") / _arm_mean(eeve, "steps")
+    reading = {LOWER: "the expansion still learns more Korean from the same text",
+               HIGHER: "given the same text, training without new tokens learns more Korean, at "
+                       f"{steps:.1f} times the steps",
+               WITHIN: "the difference is within the spread of the seeds"}[verdict]
+    return (f". On equal text instead, the same Korean characters as the seven stages read, the baseline "
+            f"needs {steps:.1f} times their optimizer steps ({_arm_mean(plain, 'steps'):,.0f}) and reaches "
+            f"{_arm_mean(plain, ko):.2f} ± {_arm_mean(plain, ko, 'std'):.2f} Korean bits per character: "
+            f"{verdict} for the seven stages, so {reading}")

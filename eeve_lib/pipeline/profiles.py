@@ -276,9 +276,11 @@ class AblationSettings:
     inits: list[str] = field(default_factory=lambda: ["mean_resizing", "random"])
     # The seven stages with stage 6 trained another way (training.stage6), e.g. [lora].
     stage6: list[Literal["full", "lora", "qlora"]] = field(default_factory=list)
-    # The no-expansion baseline: the base model and its own tokenizer trained on the same Korean
-    # windows for the same compute (optimizer steps x tokens per step) as the seven stages.
-    baselines: list[Literal["no_expansion"]] = field(default_factory=list)
+    # Baselines without new tokens: the base model and its own tokenizer, every parameter trained.
+    # no_expansion: for the same compute as the seven stages (optimizer steps x tokens per step);
+    # equal_text: on as much Korean text as the seven stages read (the same characters), which takes
+    # the base tokenizer more tokens, so more steps.
+    baselines: list[Literal["no_expansion", "equal_text"]] = field(default_factory=list)
     # The seven stages at other English-replay shares (training.english_replay), e.g. [0.0, 0.5].
     english_replay: list[float] = field(default_factory=list)
     # The seven stages with the embeddings of a tied base kept tied (tied_embeddings: keep).

@@ -10,7 +10,7 @@ Only the main process writes. Shown in chapters 03, 04 and 05 (ablations).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Collection, Sequence
 
@@ -25,7 +25,7 @@ from ..method.stage_loop import ResumeState, StageLog, Validation, is_main_proce
 from ..method.stages import StageBudget, ablation_schedule, get_stage
 from ..runtime import deterministic, resolve_device, resolve_dtype
 from . import atomic, cache
-from .base import load_base
+from .base import load_base, load_base_tokenizer
 from .checkpoints import load_checkpoint, save_checkpoint
 from .corpora import load_corpus
 from .paths import RunPaths, run_paths
@@ -299,6 +299,14 @@ MAIN_ARM = "seven_stages"  # the profile's own schedule and settings: at the pro
 TIED_ARM = "tied:seven_stages"  # the seven stages with a tied base's embeddings kept tied
 
 
+def korean_token_ratio(profile: Profile, run_dir=None) -> float:
+    """Tokens of the base tokenizer per token of the extended one, over the Korean training split:
+    how many more tokens the same Korean text costs without the new tokens."""
+    korean = load_corpus(profile, "korean").train
+    base_tokens = len(pack_documents(load_base_tokenizer(profile, run_dir), korean))
+    return base_tokens / len(pack_documents(load_target_tokenizer(profile, run_dir), korean))
+
+
 def ablation_arms(profile: Profile) -> list[str]:
     """The arms chapter 05 trains, the seven stages first (empty when ablations are off)."""
     a = profile.ablations
@@ -334,7 +342,8 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
     initialisation), ``stage6:lora``, ``stage6:qlora`` (the seven stages with stage 6 trained
     through adapters; stages 1-5 are the seven-stage run's when it has them),
     ``baseline:no_expansion`` (the base model and tokenizer, every parameter trained for the same
-    optimizer steps and tokens per step), ``replay:<share>`` (the seven stages with another
+    optimizer steps and tokens per step), ``baseline:equal_text`` (the same, for as many steps as the
+    seven stages' Korean text takes in base tokens), ``replay:<share>`` (the seven stages with another
     English-replay share) and ``tied:seven_stages`` (the seven stages on a tied base kept tied: each
     stage trains the union of its input and output rows). ``seed`` (default: the profile's) is the
     training seed; another seed writes to ``ablations/<arm>@seed<N>/``.
@@ -371,6 +380,14 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
         return run_schedule(profile, run_dir, schedule=ablation_schedule(t.schedule, "full_finetune", t.batch_size,
                                                                          t.seq_len),
                             output=out, save_stages=False, expand=False, validate=False, progress=progress)
+    if kind == "baseline" and name == "equal_text":
+        # The same Korean text as the seven stages, not the same tokens: the steps of the
+        # no-expansion baseline times how many more tokens the base tokenizer spends per character.
+        ratio = korean_token_ratio(profile, run_dir)
+        schedule = [replace(b, steps=max(1, round(b.steps * ratio)))
+                    for b in ablation_schedule(t.schedule, "full_finetune", t.batch_size, t.seq_len)]
+        return run_schedule(profile, run_dir, schedule=schedule, output=out, save_stages=False, expand=False,
+                            validate=False, progress=progress)
     if kind == "replay":
         try:
             share = float(name)
@@ -384,7 +401,7 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
         return run_schedule(load_profile(profile, {"tied_embeddings": "keep"}), run_dir, output=out,
                             save_stages=False, validate=False, progress=progress)
     raise TrainingError(f"Unknown ablation arm {arm!r}: use seven_stages, schedule:<name>, init:<name>, "
-                        f"stage6:<lora|qlora>, baseline:no_expansion, replay:<share> or {TIED_ARM}.")
+                        f"stage6:<lora|qlora>, baseline:no_expansion, baseline:equal_text, replay:<share> or {TIED_ARM}.")
 
 
 def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = None) -> dict[str, Any]:
