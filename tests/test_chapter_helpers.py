@@ -98,3 +98,27 @@ def test_chapter_types_no_number_from_outside(chapter):
         if isinstance(cited.value, (int, float)) and cited.value >= 1000:
             for spelled in {f"{int(cited.value):,}", str(int(cited.value))}:
                 assert not re.search(rf"(?<![\d,.]){re.escape(spelled)}(?![\d,])", text), (key, spelled)
+
+
+def test_a_long_function_is_shown_as_its_core_with_the_whole_folded_below():
+    import inspect
+
+    from eeve_lib.method.embedding_init import extend_model
+    from eeve_lib.method.target_tokenizer import build_target_tokenizer
+
+    for function in (extend_model, build_target_tokenizer):
+        text = notebook.source_markdown(function)
+        shown, folded = text.split("<details>")
+        assert "its core" in shown and f"def {function.__name__}(" in shown and "    ..." in shown
+        assert len(shown.splitlines()) < len(inspect.getsource(function).splitlines())
+        assert f"The whole of {function.__name__}" in folded and folded.rstrip().endswith("</details>")
+        # the whole is the library's source, without the markers; the core is a part of it, verbatim
+        whole = folded.split("```python\n", 1)[1].rsplit("\n```", 1)[0]
+        source = inspect.getsource(function).rstrip().splitlines()
+        assert whole.splitlines() == [line for line in source if line.strip() not in (notebook.CORE_START,
+                                                                                     notebook.CORE_END)]
+        assert notebook.CORE_START not in text and notebook.CORE_END not in text
+        core = [line for line in shown.splitlines()[2:] if line.strip() not in ("...", "", "```")]
+        assert all(line in source for line in core)
+    short = notebook.source_markdown(notebook.plain)
+    assert "<details>" not in short and "its core" not in short

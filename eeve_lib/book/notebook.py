@@ -115,25 +115,65 @@ def _use_korean_font(matplotlib) -> None:
     matplotlib.rcParams["axes.unicode_minus"] = False
 
 
+#: Marks the core of a long library function: the lines between them are what a chapter shows,
+#: after the signature and docstring; the whole function follows, folded.
+CORE_START, CORE_END = "# >>> the core, shown in the book", "# <<< the core"
+
+
+def _fenced(code: str) -> str:
+    import re
+
+    longest = max((len(m) for m in re.findall(r"`+", code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}python\n{code}\n{fence}"
+
+
+def _core(code: str) -> str | None:
+    """Signature, docstring and the marked core of ``code`` (a function's source), or None when
+    it marks no core. Skipped parts are shown as "..."."""
+    lines = code.splitlines()
+    marks = [i for i, line in enumerate(lines) if line.strip() in (CORE_START, CORE_END)]
+    if len(marks) < 2 or len(marks) % 2:
+        return None
+    head_end = next(i for i, line in enumerate(lines) if line.rstrip().endswith(":")) + 1  # the signature
+    first = lines[head_end].strip() if head_end < len(lines) else ""
+    if first[:3] in ('"""', "'''"):  # and its docstring
+        quote = first[:3]
+        close = head_end if first.count(quote) >= 2 else next(
+            k for k in range(head_end + 1, len(lines)) if quote in lines[k])
+        head_end = close + 1
+    indent = lines[marks[0]][:len(lines[marks[0]]) - len(lines[marks[0]].lstrip())]
+    shown = lines[:head_end]
+    for start, stop in zip(marks[::2], marks[1::2]):
+        shown += [f"{indent}...", *lines[start + 1:stop]]
+    return "\n".join(shown + [f"{indent}..."])
+
+
 def source_markdown(*objects: Any) -> str:
-    """The source of library functions or classes as one Markdown Python block, read at run time.
+    """The source of library functions or classes as Markdown Python blocks, read at run time.
 
     Each object's source comes from its module file through :func:`inspect.getsource`, headed by
-    a comment naming where it lives, so the page shows the code that ran, never a copy. The
-    fence is longer than any run of backticks in the source.
+    a comment naming where it lives, so the page shows the code that ran, never a copy. A long
+    function that marks its core (:data:`CORE_START`, :data:`CORE_END`) is shown as its signature,
+    docstring and core, with the whole function folded below it (an HTML ``<details>``, which the
+    book and JupyterLab both render). Fences are longer than any run of backticks in the source.
     """
     import inspect
-    import re
     import textwrap
 
     parts = []
     for obj in objects:
         code = textwrap.dedent(inspect.getsource(obj)).rstrip()
-        parts.append(f"# {obj.__module__}.{obj.__qualname__}\n{code}")
-    body = "\n\n\n".join(parts)
-    longest = max((len(m) for m in re.findall(r"`+", body)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}python\n{body}\n{fence}"
+        name = f"{obj.__module__}.{obj.__qualname__}"
+        core = _core(code)
+        if core is None:
+            parts.append(_fenced(f"# {name}\n{code}"))
+            continue
+        whole = "\n".join(line for line in code.splitlines() if line.strip() not in (CORE_START, CORE_END))
+        parts.append(_fenced(f"# {name}: its core (the whole function is folded below)\n{core}")
+                     + f"\n\n<details><summary>The whole of {obj.__qualname__} "
+                       f"({len(whole.splitlines())} lines)</summary>\n\n{_fenced(whole)}\n\n</details>")
+    return "\n\n".join(parts)
 
 
 def show_source(*objects: Any):

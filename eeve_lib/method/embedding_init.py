@@ -166,6 +166,7 @@ def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "
     g = generator(seed)
 
     with torch.no_grad():
+        # >>> the core, shown in the book
         old_in = inp.weight.detach()
         w_in = torch.zeros(rows, hidden, dtype=dtype, device=old_in.device)
         w_in[:base_rows] = old_in  # old rows: copied bit for bit
@@ -180,6 +181,7 @@ def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "
         else:
             raise ValueError(f"unknown initialisation {method!r}: use subword_mean, mean_resizing or random")
         w_in[new_ids] = rows_in.to(dtype=dtype, device=w_in.device)
+        # <<< the core
         new_inp = nn.Embedding(rows, hidden, _weight=w_in)
         model.set_input_embeddings(new_inp)
 
@@ -191,12 +193,14 @@ def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "
             if has_bias:
                 b_out = torch.full((rows,), PADDING_BIAS, dtype=out.bias.dtype, device=out.bias.device)
                 b_out[:base_rows] = out.bias.detach()
+            # >>> the core, shown in the book
             real_out = old_out[:base_size].float()
             if method == "subword_mean":
                 first = torch.tensor([p[0] for p in ext.pieces], dtype=torch.long)
                 w_out[new_ids] = real_out[first].to(old_out.dtype) if len(first) else w_out[new_ids]
                 if has_bias and len(first):
                     b_out[new_ids] = out.bias.detach()[first]
+            # <<< the core
             elif method == "mean_resizing":
                 w_out[new_ids] = _mean_resizing_rows(real_out, ext.n_new, g).to(old_out.dtype)
                 if has_bias:

@@ -125,6 +125,7 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str], merge_chai
             merges.append(pair)
         return result
 
+    # >>> the core, shown in the book
     for token in wanted:
         if token in vocab:  # created earlier as a support token: it is a candidate after all
             continue
@@ -148,6 +149,7 @@ def build_target_tokenizer(base_tokenizer, candidates: Sequence[str], merge_chai
             unbuildable.append(token)
     if require_hangul:
         check_new_merges_need_hangul(merges[base_merges:], family)
+    # <<< the core
 
     extended = family.extended_spec(spec, vocab, merges)
     backend = Tokenizer.from_str(json.dumps(extended, ensure_ascii=False))
