@@ -422,6 +422,33 @@ def test_nothing_is_wider_than_its_column(browser, site, window, page):
     assert not problems, f"{page}:\n" + "\n".join(problems)
 
 
+# Each figure: its width as shown, and the width the page gives it at full size (the PNG is drawn at
+# twice that, "retina", so its natural width is the fallback when no width is set).
+FIGURE_SIZES_JS = r"""
+return Array.from(document.querySelectorAll('article figure img'))
+  .filter(i => i.complete && i.naturalWidth > 0 && i.getClientRects().length > 0)
+  .map(i => [(i.currentSrc || i.src).split('/').pop(), i.getBoundingClientRect().width,
+             parseFloat(i.style.width) || i.naturalWidth / 2]);
+"""
+SMALLEST_TEXT_PX = 10
+
+
+@pytest.mark.parametrize("page", _notebook_chapters() + ["book/results"])
+def test_figure_text_is_readable_at_phone_width(browser, site, window, page):
+    """At 400 px every figure's smallest text, scaled to the size the figure is shown at, is at least
+    10 px: plots.MIN_FONT_PT at notebook.FIGURE_DPI, times the shown width over the full width."""
+    from eeve_lib.book.notebook import FIGURE_DPI
+    from eeve_lib.book.plots import MIN_FONT_PT
+
+    window(400)
+    _open(browser, site, page)
+    sizes = browser.execute_script(FIGURE_SIZES_JS)
+    assert sizes, f"{page}: no figure found"
+    small = [f"{name}: {px:.1f} px" for name, shown, full in sizes
+             if (px := MIN_FONT_PT / 72 * FIGURE_DPI * min(1.0, shown / full)) < SMALLEST_TEXT_PX]
+    assert not small, f"{page}: figure text below {SMALLEST_TEXT_PX} px at 400 px:\n" + "\n".join(small)
+
+
 def test_references_page(browser, site):
     """The bibliography renders, with at least 8 sources, and the introduction's citations link to it."""
     from selenium.webdriver.common.by import By

@@ -52,13 +52,20 @@ def setup(profile: str = "tiny", run_dir: str | None = None, device: str | None 
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     import matplotlib
 
-    matplotlib.rcParams.update({"figure.dpi": 110, "figure.figsize": (7.5, 3.6), "axes.grid": True,
-                                "grid.alpha": 0.3, "font.size": 9})
+    from . import plots
+
+    matplotlib.rcParams.update({"figure.dpi": FIGURE_DPI, "figure.figsize": (plots.WIDTH_IN, 3.4),
+                                "axes.grid": True, "grid.alpha": 0.3, **plots.STYLE})
     _use_korean_font(matplotlib)
     _sharp_inline_figures()
     global current
     current = prof, chapter_paths(prof, run_dir)
     return current
+
+
+#: The resolution the chapters draw at: a figure WIDTH_IN inches wide is shown WIDTH_IN x FIGURE_DPI
+#: pixels wide on a desktop (its PNG has twice as many, for sharp screens).
+FIGURE_DPI = 110
 
 
 def chapter_paths(prof: Profile, run_dir: str | os.PathLike | None = None, *, announce: bool = True) -> RunPaths:

@@ -11,10 +11,35 @@ from typing import Any, Sequence
 import numpy as np
 
 
-def _figure(ncols: int = 1, width: float = 7.5, height: float = 3.4):
+#: Every figure is at most this wide and no text in it is smaller than MIN_FONT_PT: at the 110 dpi
+#: the chapters draw at (notebook.FIGURE_DPI), a page of 400 px shows it at about 360 px, and its
+#: smallest text at about 11 px. tests/test_figures.py checks both on every figure function, and
+#: tests/test_browser.py the size each figure is shown at.
+WIDTH_IN, MIN_FONT_PT = 5.0, 11
+STYLE = {"font.size": MIN_FONT_PT, "axes.titlesize": MIN_FONT_PT + 1, "axes.labelsize": MIN_FONT_PT,
+         "xtick.labelsize": MIN_FONT_PT, "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT,
+         "legend.title_fontsize": MIN_FONT_PT, "figure.titlesize": MIN_FONT_PT + 1}
+
+
+def readable(draw):
+    """Draw a figure with the book's sizes (STYLE): for a phone as much as for a desktop."""
+    import functools
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        import matplotlib.pyplot as plt
+
+        with plt.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return drawn
+
+
+def _figure(nrows: int = 1, width: float = WIDTH_IN, height: float = 3.4):
+    """One panel, or ``nrows`` stacked (side by side they would shrink below a phone's reading size)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, ncols, figsize=(width, height), constrained_layout=True)
+    fig, axes = plt.subplots(nrows, 1, figsize=(width, height * nrows), constrained_layout=True)
     return fig, axes
 
 
@@ -31,6 +56,7 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return out
 
 
+@readable
 def pretraining_curve(log: dict[str, list]):
     """Chapter 00: English training and validation loss of the base model."""
     fig, ax = _figure()
@@ -44,6 +70,7 @@ def pretraining_curve(log: dict[str, list]):
     return fig
 
 
+@readable
 def candidate_lengths(lengths_chars: Sequence[int], with_space: Sequence[bool]):
     """Chapter 01: how many characters the candidates have, split by leading space."""
     fig, ax = _figure()
@@ -59,6 +86,7 @@ def candidate_lengths(lengths_chars: Sequence[int], with_space: Sequence[bool]):
     return fig
 
 
+@readable
 def rank_frequency(counts: Sequence[int], threshold: int, kept: Sequence[bool]):
     """Chapter 02: candidates' frequencies by rank (log-log) with the threshold line."""
     fig, ax = _figure()
@@ -76,6 +104,7 @@ def rank_frequency(counts: Sequence[int], threshold: int, kept: Sequence[bool]):
     return fig
 
 
+@readable
 def iterations(history: Sequence[dict[str, int]]):
     """Chapter 02: kept, dropped and added tokens per iteration of the loop."""
     fig, ax = _figure()
@@ -92,6 +121,7 @@ def iterations(history: Sequence[dict[str, int]]):
     return fig
 
 
+@readable
 def similarity_histogram(similarities: Sequence[float]):
     """Chapter 03: cosine similarity of new input rows to their pieces' rows."""
     fig, ax = _figure()
@@ -102,9 +132,10 @@ def similarity_histogram(similarities: Sequence[float]):
     return fig
 
 
+@readable
 def stage_matrix(stages: dict[int, Any]):
     """Chapter 04: which parameter blocks train in each stage."""
-    fig, ax = _figure(height=2.8)
+    fig, ax = _figure(height=3.6)
     blocks = ["input: base rows", "input: new rows", "transformer", "output: base rows", "output: new rows"]
     grid = np.zeros((len(blocks), len(stages)))
     for j, s in enumerate(stages.values()):
@@ -113,21 +144,29 @@ def stage_matrix(stages: dict[int, Any]):
         grid[2, j] = s.transformer
         grid[3, j] = s.output_rows == "all"
         grid[4, j] = s.output_rows in ("new", "all")
-    ax.imshow(grid, cmap="Greens", vmin=0, vmax=1.4, aspect="auto")
-    ax.set_xticks(range(len(stages)), [f"stage {n}" for n in stages])
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    trains, frozen = "tab:green", "0.88"
+    ax.imshow(grid, cmap=ListedColormap([frozen, trains]), vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(stages)), [str(n) for n in stages])
+    ax.set_xlabel("stage")
     ax.set_yticks(range(len(blocks)), blocks)
-    for i in range(len(blocks)):
-        for j in range(len(stages)):
-            ax.text(j, i, "trains" if grid[i, j] else "frozen", ha="center", va="center", fontsize=7,
-                    color="black" if grid[i, j] else "grey")
-    ax.grid(False)
-    ax.set_title("What trains in each of EEVE's seven stages")
+    ax.set_xticks(np.arange(-0.5, len(stages)), minor=True)
+    ax.set_yticks(np.arange(-0.5, len(blocks)), minor=True)
+    ax.grid(which="minor", color="white", lw=2)
+    ax.grid(which="major", visible=False)
+    ax.tick_params(which="minor", length=0)
+    ax.set_title("What trains in each of the seven stages")
+    ax.legend(handles=[Patch(color=trains, label="trains"), Patch(color=frozen, label="frozen")],
+              loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
     return fig
 
 
+@readable
 def stage_losses(logs: Sequence[Any], base_validation: tuple[float, float] | None = None):
     """Chapter 04: training loss per step and validation losses, stage after stage."""
-    fig, (ax1, ax2) = _figure(ncols=2, width=9, height=3.4)
+    fig, (ax1, ax2) = _figure(nrows=2, height=3.0)
     offset = 0
     for log in logs:
         steps = np.arange(offset, offset + len(log.losses))
@@ -144,7 +183,7 @@ def stage_losses(logs: Sequence[Any], base_validation: tuple[float, float] | Non
         ax2.plot([0], [base_validation[1]], "s", color="tab:blue", mfc="white")
     ax1.set_xlabel("step (all stages)")
     ax1.set_ylabel("training loss (nats per token)")
-    ax1.legend(fontsize=7, ncol=2)
+    ax1.legend(ncol=2)
     ax2.set_xlabel("step (all stages)")
     ax2.set_ylabel("validation loss (nats per token)")
     ax2.legend()
@@ -153,32 +192,35 @@ def stage_losses(logs: Sequence[Any], base_validation: tuple[float, float] | Non
     return fig
 
 
+@readable
 def bits_per_character(names: Sequence[str], korean: Sequence[float], english: Sequence[float], title: str):
     """Chapter 05: Korean and English bits per character for a list of models."""
-    fig, ax = _figure(width=8.5)
+    fig, ax = _figure(height=3.8)
     x = np.arange(len(names))
     ax.plot(x, korean, "o-", color="tab:red", label="Korean (held out)")
     ax.plot(x, english, "s-", color="tab:blue", label="English (held out)")
-    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_xticks(x, names, rotation=90)
     ax.set_ylabel("bits per character (lower is better)")
     ax.set_title(title)
     ax.legend()
     return fig
 
 
+@readable
 def ablation_bars(names: Sequence[str], korean: Sequence[float], english: Sequence[float], title: str):
     """Chapter 05: ablation arms side by side."""
-    fig, ax = _figure(width=8.5)
+    fig, ax = _figure(height=3.8)
     x = np.arange(len(names))
     ax.bar(x - 0.2, korean, 0.4, color="tab:red", label="Korean")
     ax.bar(x + 0.2, english, 0.4, color="tab:blue", label="English")
-    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_xticks(x, names, rotation=90)
     ax.set_ylabel("bits per character (lower is better)")
     ax.set_title(title)
     ax.legend()
     return fig
 
 
+@readable
 def stage_rows(stage: Any, *, n_base: int, n_new: int, n_padding: int, counts: dict[str, int] | None = None):
     """Chapter 04: one stage drawn on the model: which rows of the embeddings and whether the transformer train.
 
@@ -188,10 +230,10 @@ def stage_rows(stage: Any, *, n_base: int, n_new: int, n_padding: int, counts: d
     """
     from matplotlib.patches import Patch
 
-    fig, ax = _figure(width=7.5, height=3.2)
+    fig, ax = _figure(height=3.8)
     trains, frozen = "tab:green", "0.85"
     total = max(n_base + n_new + n_padding, 1)
-    floor = 0.12 * total
+    floor = 0.17 * total
     segments = [("base rows", n_base), ("new rows", n_new), ("padding rows", n_padding)]
     heights = [max(n, floor) if n else 0 for _, n in segments]
     scale = total / max(sum(heights), 1)
@@ -205,12 +247,12 @@ def stage_rows(stage: Any, *, n_base: int, n_new: int, n_padding: int, counts: d
             train = label != "padding rows" and (rows == "all" or (rows == "new" and label == "new rows"))
             ax.bar(x, h, bottom=bottom, width=0.8, color=trains if train else frozen, edgecolor="white",
                    hatch="//" if label == "padding rows" else None)
-            ax.text(x, bottom + h / 2, f"{label}\n{n:,}", ha="center", va="center", fontsize=7,
+            ax.text(x, bottom + h / 2, f"{label}\n{n:,}", ha="center", va="center",
                     color="white" if train else "black")
     ax.bar(1, total, width=0.8, color=trains if stage.transformer else frozen, edgecolor="white")
-    ax.text(1, total / 2, "transformer\n(every layer)", ha="center", va="center", fontsize=8,
+    ax.text(1, total / 2, "transformer\n(every\nlayer)", ha="center", va="center",
             color="white" if stage.transformer else "black")
-    ax.set_xticks([0, 1, 2], ["input embedding", "transformer", "output embedding + bias"])
+    ax.set_xticks([0, 1, 2], ["input\nembedding", "transformer", "output\nembedding\n+ bias"])
     ax.set_yticks([])
     ax.set_ylim(0, total)
     ax.grid(False)
@@ -218,27 +260,28 @@ def stage_rows(stage: Any, *, n_base: int, n_new: int, n_padding: int, counts: d
         ax.spines[side].set_visible(False)
     title = f"Stage {stage.number}: {stage.name}"
     if counts is not None:
-        title += f" ({counts['total']:,} trainable parameters)"
+        title += f"\n{counts['total']:,} trainable parameters"
     ax.set_title(title)
     ax.legend(handles=[Patch(color=trains, label="trains"), Patch(color=frozen, label="frozen")],
-              loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, frameon=False)
+              loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     return fig
 
 
+@readable
 def stage_scores(names: Sequence[str], korean: Sequence[float], english: Sequence[float],
                  korean_uniform: Sequence[float], english_uniform: Sequence[float], title: str):
     """Chapter 05: bits per character model by model (base, extended before training, each stage),
     Korean on a log axis (it falls by an order of magnitude) and English on its own axis, each
     beside the uniform guess over that model's vocabulary."""
-    fig, (ko, en) = _figure(ncols=2, width=9.0, height=3.6)
+    fig, (ko, en) = _figure(nrows=2, height=3.2)
     x = np.arange(len(names))
     for ax, values, uniform, colour, language in ((ko, korean, korean_uniform, "tab:red", "Korean"),
                                                  (en, english, english_uniform, "tab:blue", "English")):
         ax.plot(x, values, "o-", color=colour, label=f"{language} (held out)")
         ax.plot(x, uniform, ":", color="grey", label="uniform guess")
-        ax.set_xticks(x, names, rotation=45, ha="right")
+        ax.set_xticks(x, names, rotation=90)
         ax.set_title(language)
-        ax.legend(fontsize="small")
+        ax.legend()
     ko.set_yscale("log")
     ko.set_ylabel("bits per character (log scale)")
     en.set_ylabel("bits per character")
@@ -246,11 +289,12 @@ def stage_scores(names: Sequence[str], korean: Sequence[float], english: Sequenc
     return fig
 
 
+@readable
 def arm_scores(labels: Sequence[str], korean: Sequence[dict], english: Sequence[dict], base: tuple[float, float],
                title: str):
     """Chapter 05: every arm as a point (Korean, English bits per character), mean over seeds with
     bars from the lowest to the highest seed; the base model as a dashed cross. Lower-left is better."""
-    fig, ax = _figure(width=8.0, height=4.6)
+    fig, ax = _figure(height=5.6)
     for k, (label, ko, en) in enumerate(zip(labels, korean, english)):
         ax.errorbar(ko["mean"], en["mean"], xerr=[[ko["mean"] - ko["min"]], [ko["max"] - ko["mean"]]],
                     yerr=[[en["mean"] - en["min"]], [en["max"] - en["mean"]]], fmt="o", capsize=3,
@@ -259,15 +303,16 @@ def arm_scores(labels: Sequence[str], korean: Sequence[dict], english: Sequence[
     ax.set_xlabel("Korean bits per character")
     ax.set_ylabel("English bits per character")
     ax.set_title(title)
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     return fig
 
 
+@readable
 def replay_tradeoff(shares: Sequence[float], korean: Sequence[dict], english: Sequence[dict],
                     base: tuple[float, float], title: str):
     """Chapter 05: Korean and English bits per character against the English-replay share (mean,
     min-max over seeds), the base model's English as a dashed line and 1.05 times it dotted."""
-    fig, (ko, en) = _figure(ncols=2, width=9.0, height=3.4)
+    fig, (ko, en) = _figure(nrows=2, height=3.0)
     order = np.argsort(shares)
     s = np.asarray(shares)[order]
     for ax, rows, colour, language in ((ko, korean, "tab:red", "Korean"), (en, english, "tab:blue", "English")):
@@ -281,11 +326,12 @@ def replay_tradeoff(shares: Sequence[float], korean: Sequence[dict], english: Se
         ax.set_title(language)
     en.axhline(base[1], color="grey", ls="--", lw=1, label="base model")
     en.axhline(1.05 * base[1], color="grey", ls=":", lw=1, label="1.05 x base")
-    en.legend(fontsize="small")
+    en.legend()
     fig.suptitle(title)
     return fig
 
 
+@readable
 def headline(runs: dict[str, list[dict[str, Any]]]):
     """The Results page's first figure: for every run and arm, Korean against English bits per
     character as multiples of the run's base model (mean, bars from the lowest to the highest seed).
@@ -298,28 +344,26 @@ def headline(runs: dict[str, list[dict[str, Any]]]):
 
     markers = "osD^v<>"
     colours = {"seven_stages": "tab:red", "baseline:no_expansion": "tab:blue"}
-    fig, ax = plt.subplots(figsize=(5.0, 5.4), constrained_layout=True)
-    with plt.rc_context({"font.size": 11}):
-        for k, (run, points) in enumerate(runs.items()):
-            for p in points:
-                ko, en = p["korean"], p["english"]
-                colour = colours.get(p["arm"], "0.6")
-                ax.errorbar(ko["mean"], en["mean"], xerr=[[ko["mean"] - ko["min"]], [ko["max"] - ko["mean"]]],
-                            yerr=[[en["mean"] - en["min"]], [en["max"] - en["mean"]]],
-                            fmt=markers[k % len(markers)], color=colour, ms=7 if p["arm"] in colours else 5,
-                            capsize=2, lw=1, zorder=3 if p["arm"] in colours else 2)
-        ax.axvline(1.0, color="k", lw=0.8, ls="--")
-        ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.axhline(ENGLISH_TARGET, color="k", lw=0.8, ls=":")
-        ax.set_xlabel("Korean bits per character / base's", fontsize=12)
-        ax.set_ylabel("English bits per character / base's", fontsize=12)
-        ax.tick_params(labelsize=11)
-        handles = [Line2D([], [], color="0.3", marker=markers[k % len(markers)], ls="", label=run)
-                   for k, run in enumerate(runs)]
-        handles += [Line2D([], [], color=c, marker="o", ls="", label=arm.replace("baseline:", ""))
-                    for arm, c in colours.items()]
-        handles += [Line2D([], [], color="0.6", marker="o", ls="", label="other arms"),
-                    Line2D([], [], color="k", ls=":", label=f"English target ({ENGLISH_TARGET}x)")]
-        ax.legend(handles=handles, fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
-                  frameon=False)
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 5.4), constrained_layout=True)
+    for k, (run, points) in enumerate(runs.items()):
+        for p in points:
+            ko, en = p["korean"], p["english"]
+            colour = colours.get(p["arm"], "0.6")
+            ax.errorbar(ko["mean"], en["mean"], xerr=[[ko["mean"] - ko["min"]], [ko["max"] - ko["mean"]]],
+                        yerr=[[en["mean"] - en["min"]], [en["max"] - en["mean"]]],
+                        fmt=markers[k % len(markers)], color=colour, ms=7 if p["arm"] in colours else 5,
+                        capsize=2, lw=1, zorder=3 if p["arm"] in colours else 2)
+    ax.axvline(1.0, color="k", lw=0.8, ls="--")
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.axhline(ENGLISH_TARGET, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("Korean bits per character / base's")
+    ax.set_ylabel("English bits per character / base's")
+    handles = [Line2D([], [], color="0.3", marker=markers[k % len(markers)], ls="", label=run)
+               for k, run in enumerate(runs)]
+    handles += [Line2D([], [], color=c, marker="o", ls="", label=arm.replace("baseline:", ""))
+                for arm, c in colours.items()]
+    handles += [Line2D([], [], color="0.6", marker="o", ls="", label="other arms"),
+                Line2D([], [], color="k", ls=":", label=f"English target ({ENGLISH_TARGET}x)")]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
+              frameon=False)
     return fig

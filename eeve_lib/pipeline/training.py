@@ -401,7 +401,8 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
         return run_schedule(load_profile(profile, {"tied_embeddings": "keep"}), run_dir, output=out,
                             save_stages=False, validate=False, progress=progress)
     raise TrainingError(f"Unknown ablation arm {arm!r}: use seven_stages, schedule:<name>, init:<name>, "
-                        f"stage6:<lora|qlora>, baseline:no_expansion, baseline:equal_text, replay:<share> or {TIED_ARM}.")
+                        f"stage6:<lora|qlora>, baseline:no_expansion, baseline:equal_text, replay:<share> or "
+                        f"{TIED_ARM}.")
 
 
 def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = None) -> dict[str, Any]:
