@@ -48,7 +48,7 @@ PUT_BACK = {
     "raw role": ("04_seven_stages.html",
                  lambda p, e: p[:e] + " It fell to {glue:text}`ko_after:.2f`." + p[e:], "raw glue role"),
     "placeholder": ("04_seven_stages.html",
-                    lambda p, e: p[:e] + " Clone <the course repository> first." + p[e:], "placeholder"),
+                    lambda p, e: p[:e] + " Clone &lt;the course repository&gt; first." + p[e:], "placeholder"),
     "changelog": ("02_frequency_loop.html",
                   lambda p, e: p[:e] + " The ids changed (issue 11) before the fix." + p[e:], "changelog"),
 }

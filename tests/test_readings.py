@@ -128,3 +128,10 @@ def test_the_equal_text_sentence_states_the_extra_steps_and_its_verdict():
     assert "On equal text instead" in text and "4.0 times their optimizer steps (400)" in text
     assert "4.95 ± 0.01" in text and "learns more Korean, at 4.0 times the steps" in text
     assert "On equal text" not in readings.equal_compute(seven, plain, readings.LOWER, readings.HIGHER)
+
+
+def test_verdicts_are_listed_once_each():
+    listed = readings.verdicts_listed({"init:mean_resizing": "within the spread", "init:random": "within the spread"})
+    assert listed == "within the spread (mean_resizing, random)"
+    assert readings.verdicts_listed({"schedule:a": "higher", "schedule:b": "lower"}) == "higher (a); lower (b)"
+    assert readings.verdicts_listed({}) == "not run"

@@ -12,10 +12,10 @@ import numpy as np
 
 
 #: Every figure is at most this wide and no text in it is smaller than MIN_FONT_PT: at the 110 dpi
-#: the chapters draw at (notebook.FIGURE_DPI), a page of 400 px shows it at about 360 px, and its
-#: smallest text at about 11 px. tests/test_figures.py checks both on every figure function, and
+#: the chapters draw at (notebook.FIGURE_DPI), a page of 400 px shows a figure at about 340 px, and
+#: its smallest text at about 11 px. tests/test_figures.py checks both on every figure function, and
 #: tests/test_browser.py the size each figure is shown at.
-WIDTH_IN, MIN_FONT_PT = 5.0, 11
+WIDTH_IN, MIN_FONT_PT = 5.0, 12
 STYLE = {"font.size": MIN_FONT_PT, "axes.titlesize": MIN_FONT_PT + 1, "axes.labelsize": MIN_FONT_PT,
          "xtick.labelsize": MIN_FONT_PT, "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT,
          "legend.title_fontsize": MIN_FONT_PT, "figure.titlesize": MIN_FONT_PT + 1}
@@ -99,7 +99,7 @@ def rank_frequency(counts: Sequence[int], threshold: int, kept: Sequence[bool]):
     ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold ({threshold})")
     ax.set_xlabel("rank")
     ax.set_ylabel("occurrences in the Korean training split")
-    ax.set_title("Rank-frequency of the candidate tokens (first iteration)")
+    ax.set_title("Candidates by rank (first iteration)")
     ax.legend()
     return fig
 
@@ -126,7 +126,7 @@ def similarity_histogram(similarities: Sequence[float]):
     """Chapter 03: cosine similarity of new input rows to their pieces' rows."""
     fig, ax = _figure()
     ax.hist(np.asarray(similarities), bins=30)
-    ax.set_xlabel("mean cosine similarity of a new row to its pieces' rows")
+    ax.set_xlabel("cosine similarity of a new row\nto its pieces' rows (mean)")
     ax.set_ylabel("new tokens")
     ax.set_title("New input rows sit among their pieces")
     return fig
@@ -303,7 +303,7 @@ def arm_scores(labels: Sequence[str], korean: Sequence[dict], english: Sequence[
     ax.set_xlabel("Korean bits per character")
     ax.set_ylabel("English bits per character")
     ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     return fig
 
 

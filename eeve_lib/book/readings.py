@@ -192,3 +192,12 @@ def _equal_text(eeve: Mapping, plain: Mapping, verdict: str | None) -> str:
             f"needs {steps:.1f} times their optimizer steps ({_arm_mean(plain, 'steps'):,.0f}) and reaches "
             f"{_arm_mean(plain, ko):.2f} ± {_arm_mean(plain, ko, 'std'):.2f} Korean bits per character: "
             f"{verdict} for the seven stages, so {reading}")
+
+
+def verdicts_listed(verdicts: Mapping[str, str]) -> str:
+    """Arms grouped by their verdict, each verdict said once: {"init:random": "higher",
+    "init:mean_resizing": "higher"} -> "higher (mean_resizing, random)"; "not run" when empty."""
+    groups: dict[str, list[str]] = {}
+    for arm, verdict in verdicts.items():
+        groups.setdefault(verdict, []).append(arm.split(":", 1)[-1])
+    return "; ".join(f"{verdict} ({', '.join(sorted(arms))})" for verdict, arms in groups.items()) or "not run"
