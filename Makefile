@@ -42,7 +42,8 @@ build: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# JupyterLab at book/ on 127.0.0.1, with the chapters' kernel; needs no network once setup has run
+# JupyterLab at the run's chapters (runs/<profile>/lab/, book/ before a run) on 127.0.0.1, with the
+# chapters' kernel; needs no network once setup has run
 # (make book does). LAB_ARGS: e.g. --port 8890 or --no-browser.
 lab: setup
 	$(BIN)/eeve lab --profile $(PROFILE) $(LAB_ARGS)

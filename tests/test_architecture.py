@@ -25,7 +25,7 @@ DISK_CALLS = {"open", "save_pretrained", "from_pretrained", "write_text", "write
 # Names of files and folders inside a run: only pipeline/paths.py may spell them.
 RUN_FILE_NAMES = ("eeve_base.json", "eeve_stage.json", "expansion.json", "candidates.json", "metrics.json",
                   "report.json", "checkpoint.pt", "checkpoint.safetensors", "intermediate_tokenizer.json",
-                  "token_counts.npy", ".eeve-run", ".eeve-lock")
+                  "token_counts.npy", ".eeve-run", ".eeve-lock", ".eeve-build", ".eeve-standin", ".eeve-lab.json")
 FAMILY_SPECIFIC = ("ByteLevel", "bytes_to_unicode", "GPT2_PATTERN", "to_byte_level", "Metaspace", "byte_fallback")
 
 

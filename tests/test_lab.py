@@ -12,6 +12,7 @@ stopped by its process id, and so is any kernel it leaves behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -111,18 +112,17 @@ def _stop(process: subprocess.Popen) -> None:
             pass
 
 
-@pytest.fixture(scope="module")
-def lab_server(tmp_path_factory):
-    if kernel_installed() is None:
-        pytest.fail("the eeve-book kernel is not registered: run make setup")
-    home = tmp_path_factory.mktemp("jupyter")
+@contextlib.contextmanager
+def running_lab(home: Path, root: Path = BOOK):
+    """JupyterLab with ``make lab``'s command line rooted at ``root``, on a free port with a random
+    token and private Jupyter folders under ``home``; stopped by its process id afterwards."""
     port, token = _free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k != "EEVE_RUNNER_RUN_DIR"}
     # Private Jupyter folders: nothing of the user's configuration, nothing written to theirs.
     env.update({"JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
                 "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython")})
     log = open(home / "lab.log", "w")
-    process = subprocess.Popen(lab_command(port=port, token=token, open_browser=False), stdout=log,
+    process = subprocess.Popen(lab_command(port=port, token=token, open_browser=False, root=root), stdout=log,
                                stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
     lab = Lab(f"http://127.0.0.1:{port}", token, process)
     try:
@@ -143,6 +143,14 @@ def lab_server(tmp_path_factory):
         _stop(process)
         log.close()
     assert process.poll() is not None
+
+
+@pytest.fixture(scope="module")
+def lab_server(tmp_path_factory):
+    if kernel_installed() is None:
+        pytest.fail("the eeve-book kernel is not registered: run make setup")
+    with running_lab(tmp_path_factory.mktemp("jupyter")) as lab:
+        yield lab
 
 
 # --------------------------------------------------------------------------------------------

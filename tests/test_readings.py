@@ -74,7 +74,7 @@ def test_the_equal_compute_paragraph_follows_its_arms_and_verdicts():
     assert "costs English here" in text and "nan" not in text
     refuted = readings.equal_compute(seven, plain, readings.HIGHER, readings.WITHIN)
     assert "not reproduced" in refuted and "within the spread" in refuted
-    assert "runs no no-expansion baseline" in readings.equal_compute(seven, None, None, None)
+    assert "trains no baseline without new tokens" in readings.equal_compute(seven, None, None, None)
 
 
 def test_the_replay_paragraph_claims_a_trade_only_where_the_sweep_shows_one():
@@ -135,3 +135,21 @@ def test_verdicts_are_listed_once_each():
     assert listed == "within the spread (mean_resizing, random)"
     assert readings.verdicts_listed({"schedule:a": "higher", "schedule:b": "lower"}) == "higher (a); lower (b)"
     assert readings.verdicts_listed({}) == "not run"
+
+
+def test_the_kobest_comparison_is_named_reproduced_only_where_a_run_scored_it():
+    assert readings.kobest_reproduction([], ["full", "full-solar"]).startswith("not reproduced here")
+    assert "full and full-solar profiles" in readings.kobest_reproduction([], ["full", "full-solar"])
+    assert "no profile scores it" in readings.kobest_reproduction([], [])
+    assert readings.kobest_reproduction(["full"], ["full"]).startswith("scored here by full")
+
+
+def test_the_base_models_korean_is_described_by_what_it_saw():
+    seen = readings.korean_in_base(0.03, 12_345, 9.1, 6.2, 8.3, True)
+    assert "fell from 9.10 to 6.20" in seen and "below the uniform guess" in seen and "phi-2 does" in seen
+    rose = readings.korean_in_base(0.03, 12_345, 6.2, 9.1, 8.3, True)
+    assert "rose from 6.20 to 9.10" in rose and "above" in rose and "phi-2" not in rose
+    assert "too few" in readings.korean_in_base(0.001, 50, 9.1, 9.0, 8.3, False)
+    assert "random stand-in" in readings.korean_in_base(0.0, 0, None, None, 8.3, False, True)
+    none = readings.korean_in_base(0.0, 0, None, None, 8.3, False)
+    assert "nan" not in none and "saw no Korean here" in none

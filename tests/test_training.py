@@ -12,7 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from eeve_lib.pipeline import rundir
 from eeve_lib.pipeline.checkpoints import save_checkpoint
+from eeve_lib.pipeline.paths import RUN_MARKER
 from eeve_lib.pipeline.training import initialise_extended_model
 from eeve_lib.errors import ProfileError, TrainingError
 from eeve_lib.pipeline.profiles import StageBudget, load_profile
@@ -30,8 +32,10 @@ RESUME = {**MICRO, "training.checkpoint_every": 5,
 
 
 def copy_inputs(source: Path, target: Path) -> Path:
+    """A run folder (marked as one, so that commands may write into it) holding ``source``'s inputs."""
     for name in ("base", "tokenizer", "intermediate"):
         shutil.copytree(source / name, target / name)
+    rundir.write_marker(target, RUN_MARKER, eeve_run_directory=1, profile="tiny")
     return target
 
 

@@ -211,6 +211,8 @@ def test_stale_temporaries_are_removed_without_following_links(tmp_path):
     outside.mkdir()
     (outside / ".precious.tmp").write_text("not the run's")
     run = tmp_path / "run"
+    with rundir.claim(run, "tiny"):  # a run directory (a folder is adopted by its marker, not by its names)
+        pass
     (run / "train").mkdir(parents=True)
     (run / "train" / ".checkpoint.safetensors.abc.tmp").write_text("half-written")
     (run / "train" / "elsewhere").symlink_to(outside, target_is_directory=True)
@@ -256,7 +258,8 @@ def test_a_second_run_on_a_directory_is_refused_with_the_holders_pid(tmp_path):
     from eeve_lib.pipeline.runner import run_book
 
     run = tmp_path / "run"
-    run.mkdir()
+    with rundir.claim(run, "tiny"):  # the holder's run directory, with its marker
+        pass
     (run / ".report.json.x1.tmp").write_text("the holder's file in flight")
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run / rundir.LOCK)], stdout=subprocess.PIPE,
                               text=True)

@@ -13,17 +13,21 @@ Book 1.x with warnings treated as errors. A run done elsewhere
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import EeveError
-from ..pipeline.paths import run_paths
-from ..pipeline.profiles import PROJECT_ROOT
+from ..pipeline import atomic
+from ..pipeline.paths import BUILD_MARKER, run_paths
+from ..pipeline.profiles import PROJECT_ROOT, load_profile, parse_overrides
+from ..pipeline.rundir import refuse_unless_ours, write_marker
 from ..pipeline.runner import BOOK_DIR, TOC, check_commit, chapters_in_order, load_report
 from .external import substitutions
 
@@ -167,7 +171,26 @@ def run_substitutions(report: dict[str, Any], run_root: Path, environment: Path 
             "environment_size": _fmt_bytes(disk_usage(environment or Path(sys.prefix))),
             "repository_url": repository_url()}
     subs.update({f"time_{name}": _fmt_seconds(r.get("wall_seconds", 0)) for name, r in chapters.items()})
+    subs.update(answer_substitutions(report, run_root))
     return subs
+
+
+def answer_substitutions(report: dict[str, Any], run_root: Path) -> dict[str, str]:
+    """Every exercise's answer in the run the book is built from (``{{ answer_2_1 }}``), for the
+    teachers' page; nothing where the run's profile cannot be loaded (then the page says so)."""
+    from .exercises import EXERCISES, reference_answers
+
+    try:
+        overrides = parse_overrides((report.get("parameters") or {}).get("overrides") or "{}")
+        profile = load_profile(str(report.get("profile")), overrides or None)
+    except EeveError as e:
+        return {f"answer_{i.replace('.', '_')}": f"not computed ({e})" for i in EXERCISES}
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # the answers load models: no bars on the build's console
+    transformers_logging.set_verbosity_error()
+    answers = reference_answers(profile, run_paths(profile, run_root))
+    return {f"answer_{i.replace('.', '_')}": text for i, text in answers.items()}
 
 
 def staged_config(config: Path = CONFIG, extra: dict[str, str] | None = None) -> str:
@@ -221,19 +244,39 @@ def stage_sources(profile: str, run_dir=None, stage_dir: Path | None = None) -> 
 
 
 def build_book(profile: str = "tiny", run_dir=None, output: str | Path | None = None) -> Path:
-    """Build ``<output>/html`` (default ``_build/html``) from the run's executed notebooks."""
+    """Build ``<output>/html`` (default ``_build/html``) from the run's executed notebooks.
+
+    ``<output>/html`` is replaced whole, and only when the new book is built, if it is new, empty or
+    a book built here before (its ``.eeve-build`` marker); anything else is refused before any work
+    (see :func:`eeve_lib.pipeline.rundir.refuse_unless_ours`). The staging and Jupyter Book's own
+    files go to a temporary folder inside ``<output>``, removed afterwards."""
     output = Path(output) if output else PROJECT_ROOT / "_build"
-    stage = stage_sources(profile, run_dir, output / ".src")
     html = output / "html"
-    for leftover in (html, output / ".doctrees", output / "jupyter_execute"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "--path-output", str(output / ".jb"),
-           "--warningiserror", "--keep-going", "--quiet"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    built = output / ".jb" / "_build" / "html"
-    if result.returncode != 0 or not (built / "index.html").is_file():
-        raise EeveError(f"The Jupyter Book build failed (warnings count as errors):\n{result.stdout[-4000:]}\n"
-                        f"{result.stderr[-4000:]}")
-    shutil.move(str(built), str(html))
-    shutil.rmtree(output / ".jb", ignore_errors=True)
+    if output.exists() and not output.is_dir():
+        raise EeveError(f"{output} is a file, not a folder; give --output a folder (the book lands in <output>/html).")
+    refuse_unless_ours(html, BUILD_MARKER, "the built book", "choose another --output")
+    created = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".eeve-build.", suffix=".tmp", dir=output))
+    try:
+        stage = stage_sources(profile, run_dir, work / "src")
+        cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "--path-output",
+               str(work / "jb"), "--warningiserror", "--keep-going", "--quiet"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        built = work / "jb" / "_build" / "html"
+        if result.returncode != 0 or not (built / "index.html").is_file():
+            raise EeveError(f"The Jupyter Book build failed (warnings count as errors):\n{result.stdout[-4000:]}\n"
+                            f"{result.stderr[-4000:]}")
+        write_marker(built, BUILD_MARKER, eeve_build=1, profile=profile)
+        refuse_unless_ours(html, BUILD_MARKER, "the built book", "choose another --output")  # again, after minutes
+        with atomic.directory(html) as tmp:
+            os.replace(built, tmp)  # the finished book, renamed onto the empty temporary folder
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if created and not any(output.iterdir()):
+            output.rmdir()  # a build that failed leaves no folder behind
+    # The same run's chapters for JupyterLab, their prose written out like these pages' (lab.py).
+    from .lab import lab_copies
+
+    lab_copies(profile, run_dir)
     return html / "index.html"

@@ -379,8 +379,11 @@ def _best_english_arm(prof: Profile, paths: RunPaths) -> str:
 
     if not paths.metrics.is_file():
         raise EeveError(f"no scores in {paths.metrics}: run chapter 05 first")
+    from .results import is_tuning_arm
+
     arms = load_metrics(prof, paths).get("arms", {})
-    means = {arm: a["english_bits_per_character"]["mean"] for arm, a in arms.items()}
+    # the learning-rate grid's arms choose a setting on the tuning split; they are not compared
+    means = {arm: a["english_bits_per_character"]["mean"] for arm, a in arms.items() if not is_tuning_arm(arm)}
     if len(means) < 2:
         raise EeveError(f"this run has no ablation arms (ablations.enabled is off at profile {prof.name})")
     return min(means, key=means.get)
@@ -396,10 +399,54 @@ def _most_memory_stage(prof: Profile, paths: RunPaths) -> int:
     return max(STAGES, key=lambda n: stage_memory_bytes(shape, STAGES[n])["total"])
 
 
+def _seven_stage_loss(prof: Profile, paths: RunPaths) -> float:
+    """4.1's point of comparison in a run of the profile's own schedule: its final Korean loss."""
+    from ..pipeline.training import load_stage_record
+
+    return float(load_stage_record(prof, paths)["logs"][-1]["validation"]["korean"][-1])
+
+
+# What a run offers beside an exercise whose own answer needs another run (4.1 trains stages 1, 2
+# and 6 in a run of the student's): the same quantity under the profile's settings.
+_REFERENCE = {"4.1": ("Korean validation loss after the seven stages", _seven_stage_loss)}
+
+
+def reference_answers(prof: Profile, paths: RunPaths) -> dict[str, str]:
+    """Each exercise's answer in one run (the book's, for the teachers' page), as text.
+
+    An exercise that asks for a changed setting gets the value at the run's own settings, to compare
+    the student's against; a function exercise points to its folded solution.
+    """
+    from ..errors import EeveError
+
+    out = {}
+    for ex in EXERCISES.values():
+        if ex.kind == "function":
+            out[ex.id] = "a function: see the folded solution"
+            continue
+        label, compute = _REFERENCE.get(ex.id, (None, ex.compute))
+        try:
+            value = compute(prof, paths)
+        except (EeveError, OSError, KeyError) as e:
+            out[ex.id] = f"not in this run ({e})"
+            continue
+        if ex.kind == "integers":
+            text = ", ".join(f"{part} {v:,}" for part, v in zip(ex.parts, value))
+        elif ex.kind == "integer":
+            text = f"{value:,}"
+        elif ex.kind == "number":
+            text = f"{value:.3f}"
+        else:
+            text = str(value)
+        out[ex.id] = f"{label}: {text}" if label else text
+    return out
+
+
 def checkable(chapter_prefix: str) -> Sequence[str]:
     """The checkable exercises of a chapter ("02", "full")."""
     key = chapter_prefix.lstrip("0") or "0"
     return [i for i in EXERCISES if i.split(".")[0] == key]
 
 
-__all__ = ["check", "Verdict", "Exercise", "EXERCISES", "checkable", "RIGHT", "WRONG", "OFF", "WAITING"]
+__all__ = ["check", "Verdict", "Exercise", "EXERCISES", "checkable", "reference_answers", "RIGHT", "WRONG", "OFF",
+           "WAITING"]

@@ -43,7 +43,7 @@ def english_against_baseline(english_verdict: str) -> str:
 def efficiency_summary(korean_verdict: str | None) -> str:
     """The chapter summary's line on efficiency; None when the profile runs no baseline."""
     if korean_verdict is None:
-        return "This profile runs no no-expansion baseline, so the paper's efficiency is not tested here"
+        return "This profile trains no baseline without new tokens, so the paper's efficiency is not tested here"
     if korean_verdict == LOWER:
         return ("At equal compute (optimizer steps × tokens) the expansion reaches lower Korean bits per "
                 "character than training the same base on the same Korean text with its own tokenizer, "
@@ -118,10 +118,11 @@ def flops_direction(baseline_flops: float, seven_stages_flops: float) -> str:
     return "more" if baseline_flops > seven_stages_flops else "fewer"
 
 
-def replay_sweep(table, default_share: float, base_korean: float, checked: bool) -> str:
+def replay_sweep(table, default_share: float, base_korean: float, checked: bool, tuned: bool = False) -> str:
     """Chapter 05's paragraph on the English-replay sweep. ``table`` is
     :func:`eeve_lib.book.results.replay_table` (one row per share, in order); ``checked`` says
-    whether the chapter's cell asserts the trend (three seeds or more)."""
+    whether the chapter's cell asserts the trend (three seeds or more); ``tuned`` whether the
+    share was chosen on the tuning split."""
     if len(table) < 2:
         return ("This profile runs no English-replay sweep (ablations.english_replay), so what replay "
                 "does to English is not measured here")
@@ -140,8 +141,42 @@ def replay_sweep(table, default_share: float, base_korean: float, checked: bool)
             f"{worst.loc[default_share]:.3f} times the base's, {target} the target of {ENGLISH_TARGET} "
             f"that this book sets itself, with Korean at {korean.loc[default_share]:.2f} bits per "
             f"character against the base's {base_korean:.2f}. The replay, its share and the lower "
-            "learning rates of stages 4 to 7 are our choices for this scale, not the paper's; the share "
-            "was picked from a sweep like this one, on this same held-out text, so this sweep flatters it")
+            "learning rates of stages 4 to 7 are our choices for this scale, not the paper's; "
+            + ("the share was chosen on the tuning split (next section), so this sweep, on the validation "
+               "split, measures it on text that no choice saw" if tuned else
+               "the share was picked from a sweep like this one, on this same held-out text, so this sweep "
+               "flatters it"))
+
+
+def tuning_paragraph(choices: Mapping[str, Mapping], tuning_fraction: float) -> str:
+    """Chapter 05: how the profile's settings were chosen, and whether the tuning split agrees.
+    ``choices`` is :func:`eeve_lib.book.results.tuning_choices`."""
+    if not tuning_fraction:
+        return ("This profile holds out no tuning split (data.tuning_fraction is 0): its English-replay share "
+                "and learning rates are our choices, made by hand or from short runs scored on the same "
+                "held-out text this chapter reports, so its numbers may flatter those settings slightly")
+    if not choices:
+        return (f"This profile holds out a tuning split ({tuning_fraction:.0%} of the documents) but sweeps no "
+                "setting on it, so its settings are ours, fixed before the run; every number above is "
+                "measured on the validation split")
+    agree = [s for s, c in choices.items() if c["picked"] == c["profile"]]
+    differ = [s for s, c in choices.items() if c["picked"] != c["profile"]]
+    parts = []
+    if agree:
+        parts.append(f"the profile uses the value the tuning split picks for the {_listed(agree)}")
+    for setting in differ:
+        c = choices[setting]
+        parts.append(f"for the {setting} the tuning split picks {c['picked']:g} where the profile uses "
+                     f"{c['profile']:g}")
+    return (f"Each setting is chosen on the tuning split ({tuning_fraction:.0%} of the documents, apart from "
+            f"both the training and the validation split) by one rule of ours: the lowest Korean bits per "
+            f"character among the values that keep English within {ENGLISH_TARGET} times the base's. "
+            + "; ".join(parts)[0].upper() + "; ".join(parts)[1:]
+            + ". The other numbers of this chapter are measured on the validation split, which no choice saw")
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", the ".join(items[:-1]) + " and the " + items[-1]
 
 
 def _arm_mean(arm: Mapping, key: str, sub: str = "mean") -> float:
@@ -155,7 +190,7 @@ def equal_compute(seven_stages: Mapping | None, baseline: Mapping | None, korean
     arms of ``metrics.json`` and their verdicts (:func:`eeve_lib.book.results.separated`), and, where
     the profile runs it, the baseline on equal text (``baseline:equal_text``)."""
     if seven_stages is None or baseline is None:
-        return ("This profile runs no no-expansion baseline (ablations.baselines), so the expansion is not "
+        return ("This profile trains no baseline without new tokens (ablations.baselines), so the expansion is not "
                 "compared here with training the base on the same Korean text without new tokens")
     eeve, plain, tpc = seven_stages, baseline, "korean_tokens_per_character"
     flops = _arm_mean(plain, "flops") / _arm_mean(eeve, "flops")
@@ -201,3 +236,34 @@ def verdicts_listed(verdicts: Mapping[str, str]) -> str:
     for arm, verdict in verdicts.items():
         groups.setdefault(verdict, []).append(arm.split(":", 1)[-1])
     return "; ".join(f"{verdict} ({', '.join(sorted(arms))})" for verdict, arms in groups.items()) or "not run"
+
+
+def kobest_reproduction(scored: Sequence[str], profiles_that_score: Sequence[str]) -> str:
+    """The Results page: whether any run shown reproduces the paper's KoBEST evaluation."""
+    if scored:
+        return f"scored here by {', '.join(scored)}, in the tables of chapter 5 of those runs"
+    where = (f"the {' and '.join(profiles_that_score)} profile{'s' if len(profiles_that_score) > 1 else ''} "
+             "score it, on GPUs, and no run of them is recorded" if profiles_that_score else
+             "no profile scores it")
+    return f"not reproduced here: no run on this page scored KoBEST ({where})"
+
+
+def korean_in_base(token_share: float, tokens: int, first: float | None, final: float | None, uniform: float,
+                   enough: bool, random_stand_in: bool = False) -> str:
+    """Chapter 00: how much Korean the base model saw in its pretraining here, and what it did."""
+    if random_stand_in:
+        return ("This base is a random stand-in with the real model's shapes: it has seen no text at all, "
+                "Korean or English, and its losses say nothing about a language")
+    if not tokens or first is None or final is None:
+        return ("This base model saw no Korean here: it was pretrained elsewhere, on its own data, or "
+                "base_model.korean_share is 0, so what it knows of Korean is not measured in this chapter")
+    moved = "fell" if final < first else "rose"
+    text = (f"Here {token_share:.1%} of the pretraining tokens were Korean ({tokens:,} tokens), and the "
+            f"held-out Korean loss {moved} from {first:.2f} to {final:.2f} nats per token, "
+            f"{'below' if final < uniform else 'above'} the uniform guess ({uniform:.2f})")
+    if not enough:
+        return text + "; the Korean windows are too few to claim anything from that"
+    if final < first and final < uniform:
+        return text + ": a base that knows a little Korean, in bytes, as phi-2 does"
+    return text
+

@@ -58,7 +58,7 @@ def comparison_table(metrics: dict[str, Any], reference: str = "seven_stages"):
 
     return pd.DataFrame({arm: {"Korean": separated(metrics, arm, reference),
                                "English": separated(metrics, arm, reference, "english_bits_per_character")}
-                         for arm in metrics["arms"] if arm != reference}).T
+                         for arm in metrics["arms"] if arm != reference and not is_tuning_arm(arm)}).T
 
 
 def replay_arms(metrics: dict[str, Any], default_share: float) -> dict[float, str]:
@@ -83,6 +83,82 @@ def replay_table(metrics: dict[str, Any], default_share: float, base_english: fl
 
 
 ENGLISH_TARGET = 1.05  # ours: English bits per character at most 5% above the base's, on every seed
+# Arms that exist to choose a setting on the tuning split: shown in their own table, never compared.
+TUNING_ONLY = ("lr:", "baseline_lr:")
+
+
+def is_tuning_arm(arm: str) -> bool:
+    return arm.startswith(TUNING_ONLY)
+
+
+def _tuning_point(metrics: dict[str, Any], arm: str, first_seed_only: bool) -> dict[str, float] | None:
+    """An arm on the tuning split: mean Korean and worst-seed English bits per character (of the
+    profile's seed alone with ``first_seed_only``, the seed every point of a learning-rate grid shares)."""
+    tuning = metrics["arms"].get(arm, {}).get("tuning")
+    if tuning is None:
+        return None
+    ko, en = tuning["korean_bits_per_character"]["values"], tuning["english_bits_per_character"]["values"]
+    if first_seed_only:
+        ko, en = ko[:1], en[:1]
+    return {"korean": sum(ko) / len(ko), "english": max(en)}
+
+
+def pick(points: dict[float, dict[str, float]], base_english: float) -> float:
+    """The rule every setting is chosen by (ours): the lowest Korean bits per character among the
+    values that keep English within ENGLISH_TARGET times the base's; if none does, the lowest English."""
+    kept = {x: p for x, p in points.items() if p["english"] / base_english <= ENGLISH_TARGET}
+    if kept:
+        return min(kept, key=lambda x: kept[x]["korean"])
+    return min(points, key=lambda x: points[x]["english"])
+
+
+def tuning_choices(metrics: dict[str, Any], english_replay: float, baseline_lr_scale: float = 1.0
+                   ) -> dict[str, dict[str, Any]]:
+    """What the tuning split picks for each swept setting, beside what the profile uses.
+
+    ``english_replay`` is the profile's share (the seven stages' arm), ``baseline_lr_scale`` the
+    no-expansion baseline's learning-rate multiple. Each entry: ``grid`` (value -> Korean and
+    worst English on the tuning split, and English over the base's), ``picked``, ``profile``.
+    Settings without a sweep, or a run without a tuning split, are absent.
+    """
+    base = metrics["models"]["base"].get("tuning")
+    if base is None:
+        return {}
+    base_english = base["english"]["bits_per_character"]
+    arms = metrics["arms"]
+    grids = {
+        "English-replay share": (english_replay, False, {english_replay: "seven_stages"} | {
+            float(a.split(":", 1)[1]): a for a in arms if a.startswith("replay:")}),
+        "seven stages' learning-rate multiple": (1.0, True, {1.0: "seven_stages"} | {
+            float(a.split(":", 1)[1]): a for a in arms if a.startswith("lr:")}),
+        "no-expansion baseline's learning-rate multiple": (
+            baseline_lr_scale, True, {float(a.split(":", 1)[1]): a for a in arms if a.startswith("baseline_lr:")}
+            | {baseline_lr_scale: "baseline:no_expansion"}),
+    }
+    out = {}
+    for setting, (profile_value, first_seed_only, grid) in grids.items():
+        points = {x: _tuning_point(metrics, arm, first_seed_only) for x, arm in sorted(grid.items())}
+        if len(points) < 2 or any(p is None for p in points.values()):
+            continue
+        for point in points.values():
+            point["english / base"] = point["english"] / base_english
+        out[setting] = {"grid": points, "picked": pick(points, base_english), "profile": profile_value,
+                        "seeds": "the profile's seed" if first_seed_only else "every seed"}
+    return out
+
+
+def tuning_table(choices: dict[str, dict[str, Any]]):
+    """One row per swept value: its Korean and English on the tuning split, and which value was picked."""
+    import pandas as pd
+
+    rows = []
+    for setting, c in choices.items():
+        for value, p in c["grid"].items():
+            rows.append({"setting": setting, "value": value, "Korean bits/char": p["korean"],
+                         "English / base (worst)": p["english / base"],
+                         "picked on tuning split": "yes" if value == c["picked"] else "",
+                         "the profile's": "yes" if value == c["profile"] else ""})
+    return pd.DataFrame(rows).set_index(["setting", "value"]) if rows else pd.DataFrame()
 SUPPORTS, REFUTES, OPEN = "supports", "refutes", "leaves open"
 
 
@@ -181,6 +257,8 @@ def headline_points(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     base = metrics["models"]["base"]
     points = []
     for arm, a in metrics.get("arms", {}).items():
+        if is_tuning_arm(arm):
+            continue
         point = {"arm": arm, "seeds": len(a["korean_bits_per_character"]["values"])}
         for language in ("korean", "english"):
             x, reference = a[f"{language}_bits_per_character"], base[language]["bits_per_character"]
@@ -215,4 +293,4 @@ def hangul_share(text: str) -> float:
 
 __all__ = ["model_table", "arm_table", "separated", "comparison_table", "replay_arms", "replay_table",
            "hangul_share", "paper_claims", "claims_sentence", "headline_points", "headline_verdict",
-           "ENGLISH_TARGET"]
+           "ENGLISH_TARGET", "tuning_choices", "tuning_table", "pick", "is_tuning_arm"]

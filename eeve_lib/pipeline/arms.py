@@ -20,19 +20,20 @@ from typing import Any
 
 from .paths import run_paths
 from .profiles import Profile
-from .training import MAIN_ARM, ablation_arms, arm_paths, arm_seeds, run_ablation
+from .training import MAIN_ARM, ablation_arms, arm_paths, arm_seeds, learning_rate_arms, run_ablation
 
 
 def jobs(profile: Profile) -> list[tuple[int, list[str]]]:
     """``(seed, arms)`` per job: the seven stages with the stage-6 arms, every other arm alone; the
-    arms of ``ablations.one_seed`` at the profile's seed only."""
+    arms of ``ablations.one_seed`` and of the learning-rate grid at the profile's seed only."""
     arms = ablation_arms(profile)
+    single = set(profile.ablations.one_seed) | set(learning_rate_arms(profile))
     out = []
     for k, seed in enumerate(arm_seeds(profile)):
         first = [a for a in arms if a == MAIN_ARM or a.startswith("stage6:")]
         if first:
             out.append((seed, first))
-        out += [(seed, [a]) for a in arms if a not in first and (k == 0 or a not in profile.ablations.one_seed)]
+        out += [(seed, [a]) for a in arms if a not in first and (k == 0 or a not in single)]
     return out
 
 
@@ -47,8 +48,12 @@ def run_job(profile: Profile, run_dir, seed: int, arms: list[str], threads: int 
     """Train and score ``arms`` at ``seed`` in this process; returns one summary per arm."""
     from .evaluation import score_model
 
-    if threads:  # a worker process: one torch thread, and each corpus read once
+    if threads:  # a worker process: one torch thread, each corpus read once, no library chatter
         import torch
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
 
         from .corpora import keep_corpora_in_memory
 

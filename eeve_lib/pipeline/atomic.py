@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 
 def _read_umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it is to set it; done once, at import
+    mask = os.umask(0o022)  # setting it is the portable way to read it: done once, at import
     os.umask(mask)
     return mask
 
@@ -25,11 +25,32 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def _as_if_created(path: Path, mode: int) -> Path:
-    """tempfile makes private files (0600) and folders (0700); an output gets the permissions a
-    plain ``open`` or ``mkdir`` would give it, so a shared run or ``results/`` stays readable."""
-    os.chmod(path, mode & ~_UMASK)
+def _umask() -> int:
+    """The process's umask now (Linux says it in /proc without changing it; elsewhere, at import)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK
+
+
+def _as_if_created(path: Path, mode: int, umask: int | None = None) -> Path:
+    """tempfile makes private files (0600) and folders (0700), and so do writers that make their own
+    temporaries (safetensors); an output gets the permissions a plain ``open`` or ``mkdir`` would give
+    it, so a shared run or ``results/`` stays readable."""
+    os.chmod(path, mode & ~(_umask() if umask is None else umask))
     return path
+
+
+def _as_if_created_tree(root: Path) -> None:
+    """:func:`_as_if_created` for everything a writer left under the folder ``root`` (links untouched)."""
+    umask = _umask()
+    for written in root.rglob("*"):
+        if not written.is_symlink() and (written.is_file() or written.is_dir()):
+            _as_if_created(written, 0o777 if written.is_dir() else 0o666, umask)
 
 
 @contextlib.contextmanager
@@ -43,6 +64,8 @@ def file(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _as_if_created(Path(name), 0o666)
     try:
         yield tmp
+        # Again after the writer: one that replaces the file (safetensors' save_file) makes it 0600.
+        _as_if_created(tmp, 0o666)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -79,9 +102,7 @@ def directory(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path
     tmp = _as_if_created(Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)), 0o777)
     try:
         yield tmp
-        for written in tmp.rglob("*"):  # some writers (safetensors) make private files too
-            if written.is_file() and not written.is_symlink():
-                _as_if_created(written, 0o666)
+        _as_if_created_tree(tmp)  # some writers (safetensors, tempfile) make private files and folders too
         if path.exists():
             # Move the old copy aside first so that the rename below never sees a non-empty target.
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

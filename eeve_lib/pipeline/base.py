@@ -49,6 +49,7 @@ def base_key(profile: Profile, english: Corpus | None, korean: Corpus | None = N
                "korean": [s.get("sha256_verified") for s in korean.sources] if korean else None,
                "max_korean_documents": profile.data.max_korean_documents if korean else None,
                "validation_fraction": profile.data.validation_fraction,
+               "tuning_fraction": profile.data.tuning_fraction,
                "max_english_documents": profile.data.max_english_documents,
                "model_entry": _model_entry(profile).member_sha256 if profile.base_model.model_entry else None})
 

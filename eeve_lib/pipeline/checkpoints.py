@@ -85,7 +85,7 @@ def save_checkpoint(path: str | os.PathLike, *, key: str, step: int, trainable: 
 def _refuse(path: Path, why: str) -> TrainingError:
     return TrainingError(
         f"{path} {why}. Delete it (the stage then restarts from its beginning), or start the run afresh "
-        f"(eeve run --fresh).")
+        f"(the same eeve run command, with --fresh added).")
 
 
 def _is_pickle(path: Path) -> bool:

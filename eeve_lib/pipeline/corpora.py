@@ -27,15 +27,47 @@ from .manifest import MANIFEST_DIR, ManifestEntry, load_manifest
 from .profiles import Profile
 from .sources import DATA_DIR_VARIABLE, entry_checksum, entry_files, verify_entry
 
-__all__ = ["load_corpus", "load_parallel", "iter_documents", "is_validation", "Corpus", "manifest_records",
+__all__ = ["load_corpus", "load_parallel", "iter_documents", "is_validation", "split_of", "Corpus", "manifest_records",
            "load_manifest", "ManifestEntry", "MANIFEST_DIR", "DATA_DIR_VARIABLE", "entry_checksum"]
 
 
+def _not_utf8_text(raw: bytes, number: int, name: str, on_decode_error: str) -> bool:
+    """Whether line ``number`` (``raw``) holds NUL bytes, which UTF-8 decodes but no text corpus has.
+
+    UTF-16 or UTF-32 with a byte-order mark, or a line that is mostly NULs (UTF-16 without a mark
+    puts one beside every ASCII character; or a binary file), is refused whatever
+    ``data.on_decode_error`` says (skipping would drop the whole file line by line); a line with a
+    stray NUL is skipped or refused as ``on_decode_error`` says. Refusals name the file and the fix.
+    """
+    convert = ("Convert it to UTF-8 (e.g. iconv -f UTF-16LE -t UTF-8 < file > file.utf8), then point the "
+               "manifest at the converted file and record its sha256 (eeve manifest-checksums)")
+    if number == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "UTF-16 or UTF-32 (it starts with a byte-order mark)"
+        raise CorpusError(f"{name} is {encoding}, not UTF-8. {convert.replace('UTF-16LE', 'UTF-16')}.")
+    nuls = raw.count(b"\x00")
+    if not nuls:
+        return False
+    if nuls * 4 >= len(raw):
+        if raw[0::2].count(0) > raw[1::2].count(0):  # NULs before the ASCII bytes: big-endian
+            convert = convert.replace("UTF-16LE", "UTF-16BE")
+        raise CorpusError(f"{name}, line {number}: {nuls} of its {len(raw)} bytes are NUL, so the file is UTF-16 or "
+                          f"UTF-32 without a byte-order mark, or not text at all, not UTF-8. {convert}.")
+    if on_decode_error != "skip":
+        raise CorpusError(f"{name}, line {number}: a NUL byte, which no text holds. Remove it, or set "
+                          f"data.on_decode_error: skip in the profile to drop such lines.")
+    return True
+
+
 def _decoded_lines(stream: IO[bytes], name: str, on_decode_error: str) -> Iterator[str]:
-    """Decode ``stream`` line by line; name the file and line of any bytes that are not UTF-8."""
+    """Decode ``stream`` line by line; name the file and line of any bytes that are not UTF-8
+    (and of NUL bytes, which UTF-8 decodes but no text holds: see :func:`_not_utf8_text`)."""
     skipped = 0
     try:
         for number, raw in enumerate(stream, start=1):
+            if b"\x00" in raw or number == 1 and raw[:1] in (b"\xff", b"\xfe"):
+                if _not_utf8_text(raw, number, name, on_decode_error):
+                    skipped += 1
+                    continue
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -176,20 +208,39 @@ def iter_documents(entry: ManifestEntry, on_decode_error: str = "fail", verify: 
             yield doc
 
 
+def _position(document: str) -> float:
+    """Where a document's text hashes to in [0, 1): the same text always lands in the same place."""
+    digest = hashlib.blake2b(document.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def is_validation(document: str, fraction: float) -> bool:
     """Deterministic split: a document is held out when the hash of its text falls below ``fraction``."""
-    digest = hashlib.blake2b(document.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < fraction
+    return _position(document) < fraction
+
+
+def split_of(document: str, validation_fraction: float, tuning_fraction: float = 0.0) -> str:
+    """``"validation"``, ``"tuning"`` or ``"train"``: three disjoint intervals of the text's hash.
+
+    The validation split (below ``validation_fraction``) is what the book reports; the tuning split
+    (the next ``tuning_fraction``) is where settings are chosen; the rest is trained on. The same
+    text always falls in the same split, so a duplicated document never sits on two sides.
+    """
+    position = _position(document)
+    if position < validation_fraction:
+        return "validation"
+    return "tuning" if position < validation_fraction + tuning_fraction else "train"
 
 
 @dataclass
 class Corpus:
-    """The train and validation documents of one language of a profile."""
+    """The train, validation (reported) and tuning (settings chosen) documents of one language."""
 
     language: str
     train: list[str]
     validation: list[str]
     sources: list[dict[str, Any]] = field(default_factory=list)
+    tuning: list[str] = field(default_factory=list)
 
     @property
     def train_chars(self) -> int:
@@ -206,6 +257,8 @@ class Corpus:
             "validation_documents": len(self.validation),
             "train_chars": self.train_chars,
             "validation_chars": self.validation_chars,
+            "tuning_documents": len(self.tuning),
+            "tuning_chars": sum(map(len, self.tuning)),
             "train_utf8_bytes": sum(len(d.encode()) for d in self.train),
             "sources": self.sources,
         }
@@ -256,16 +309,31 @@ def _load_corpus(profile: Profile, language: str) -> Corpus:
     docs = itertools.chain.from_iterable(iter_documents(e, profile.data.on_decode_error) for e in entries)
     if limit is not None:
         docs = itertools.islice(docs, limit)
-    train, validation = [], []
+    splits: dict[str, list[str]] = {"train": [], "validation": [], "tuning": []}
     for doc in docs:
-        (validation if is_validation(doc, profile.data.validation_fraction) else train).append(doc)
-    if not train or not validation:
+        splits[split_of(doc, profile.data.validation_fraction, profile.data.tuning_fraction)].append(doc)
+    train, validation, tuning = splits["train"], splits["validation"], splits["tuning"]
+    if not train or not validation or (profile.data.tuning_fraction and not tuning):
+        total, distinct = len(train) + len(validation) + len(tuning), len({*train, *validation, *tuning})
+        if total:  # documents were read, but too few different texts to split (e.g. one line repeated)
+            counted = f"{total} documents but only {distinct} different text(s)" if distinct < total \
+                else f"only {total} document(s)"
+            raise CorpusError(
+                f"The {language} corpus of profile {profile.name!r} ({', '.join(e.name for e in entries)}) has "
+                f"{counted}, too few to split: the split goes by a "
+                f"hash of each document's text, so copies of a text land on the same side ({len(train)} train, "
+                f"{len(validation)} validation and {len(tuning)} tuning documents). Give the corpus more "
+                f"different documents (hundreds at least)"
+                + (f", or raise data.max_{language}_documents ({limit})." if limit is not None and total >= limit
+                   else ".")
+            )
         raise CorpusError(
             f"The {language} corpus of profile {profile.name!r} ({', '.join(e.name for e in entries)}) is "
-            f"empty after filtering: {len(train)} train and {len(validation)} validation documents. "
-            f"Check the manifest entries' paths, columns and fields, and data.max_{language}_documents."
+            f"empty after filtering: {len(train)} train, {len(validation)} validation and {len(tuning)} "
+            f"tuning documents. Check the manifest entries' paths, columns and fields, and "
+            f"data.max_{language}_documents."
         )
-    return Corpus(language, train, validation, [verified_record(e) for e in entries])
+    return Corpus(language, train, validation, [verified_record(e) for e in entries], tuning)
 
 
 def load_parallel(profile: Profile) -> tuple[list[str], list[str]] | None:

@@ -81,10 +81,25 @@ def resolved_revision(entry) -> str | None:
     return HfApi().dataset_info(entry.dataset, revision=entry.revision).sha
 
 
+# What a score record holds: the reported (validation) split and, where the profile has one, the
+# tuning split. Part of the scores' key, so that scores from before a split was added are not reused.
+SCORED_SPLITS = ("validation", "tuning")
+
+
 def _validation_texts(profile) -> tuple[list[str], list[str]]:
+    """The reported held-out text: the validation splits, capped to the profile's characters."""
     ev = profile.evaluation
     return (cap_characters(load_corpus(profile, "korean").validation, ev.max_korean_chars),
             cap_characters(load_corpus(profile, "english").validation, ev.max_english_chars))
+
+
+def _tuning_texts(profile) -> tuple[list[str], list[str]] | None:
+    """The text settings are chosen on (the tuning splits, capped alike); None without a tuning split."""
+    if not profile.data.tuning_fraction:
+        return None
+    ev = profile.evaluation
+    return (cap_characters(load_corpus(profile, "korean").tuning, ev.max_korean_chars),
+            cap_characters(load_corpus(profile, "english").tuning, ev.max_english_chars))
 
 
 def load_sentiment_records(profile) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -137,16 +152,21 @@ def task_data(profile) -> dict[str, Any]:
     return out
 
 
-def _scores(model, tok, korean: list[str], english: list[str], ev, tasks: dict[str, Any] | None = None
-            ) -> dict[str, Any]:
+def _scores(model, tok, korean: list[str], english: list[str], ev, tasks: dict[str, Any] | None = None,
+            tuning: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:
     """Bits per character (with the uniform guess) and fertility of one model on both languages, and
-    its accuracy on the local tasks in ``tasks`` (see :func:`task_data`)."""
+    its accuracy on the local tasks in ``tasks`` (see :func:`task_data`); with ``tuning`` texts,
+    also its bits per character there (under ``"tuning"``, kept apart from the reported scores)."""
     dtype = torch.bfloat16 if ev.dtype == "bfloat16" else None
     scores: dict[str, Any] = {"tokenizer_size": len(tok), "parameters": sum(p.numel() for p in model.parameters())}
     for language, texts in (("korean", korean), ("english", english)):
         result = score_texts(model, tok, texts, window=ev.window, stride=ev.stride, dtype=dtype).as_dict()
         result["uniform_bits_per_character"] = uniform_bits_per_character(result["tokens_per_character"], len(tok))
         scores[language] = result
+    if tuning is not None:
+        scores["tuning"] = {language: {"bits_per_character": score_texts(
+            model, tok, texts, window=ev.window, stride=ev.stride, dtype=dtype).bits_per_character}
+            for language, texts in zip(("korean", "english"), tuning)}
     tasks = tasks or {}
     if "sentiment" in tasks:
         items, demonstrations = tasks["sentiment"]
@@ -164,15 +184,18 @@ def score_key(profile, model_dir: Path) -> str | None:
         record = cache.read_marker(model_dir / marker)
         if record is not None and record.get("key"):
             return cache.step_key("scores", code=[evaluation_method, tasks_method], profile=profile,
-                                  sections=("evaluation", "data"), extra={"model": record["key"]})
+                                  sections=("evaluation", "data"),
+                                  extra={"model": record["key"], "splits": SCORED_SPLITS})
     return None
 
 
 def score_model(profile, name: str, path: Path, run_dir=None, texts: tuple[list[str], list[str]] | None = None,
-                *, tasks: dict[str, Any] | None = None) -> dict[str, Any]:
+                *, tasks: dict[str, Any] | None = None, tuning: tuple[list[str], list[str]] | None = None
+                ) -> dict[str, Any]:
     """One model's Korean and English scores on the held-out splits, reused while its key matches.
 
-    ``texts`` and ``tasks`` (:func:`task_data`) are read from the data when not given.
+    ``texts`` (validation), ``tuning`` and ``tasks`` (:func:`task_data`) are read from the data
+    when not given.
     """
     paths = run_paths(profile, run_dir)
     key = score_key(profile, path)
@@ -183,8 +206,9 @@ def score_model(profile, name: str, path: Path, run_dir=None, texts: tuple[list[
     ev = profile.evaluation
     korean, english = texts or _validation_texts(profile)
     tasks = task_data(profile) if tasks is None else tasks
+    tuning = tuning or _tuning_texts(profile)
     model, tok = load_model(path)
-    scores = {"path": str(path.relative_to(paths.root)), **_scores(model, tok, korean, english, ev, tasks)}
+    scores = {"path": str(path.relative_to(paths.root)), **_scores(model, tok, korean, english, ev, tasks, tuning)}
     if key:
         atomic.write_json(where, {"key": key, "scores": scores})
     return scores
@@ -203,7 +227,7 @@ def score_extended(profile, run_dir=None, texts: tuple[list[str], list[str]] | N
     paths = run_paths(profile, run_dir)
     key = cache.step_key("scores", code=[evaluation_method, tasks_method], profile=profile,
                          sections=("evaluation", "data", "embedding_init", "tied_embeddings", "seed"),
-                         extra={"extended": vocabulary_key(profile, run_dir)})
+                         extra={"extended": vocabulary_key(profile, run_dir), "splits": SCORED_SPLITS})
     where = paths.score("extended")
     cached = cache.cached(where, key)
     if cached is not None:
@@ -212,7 +236,7 @@ def score_extended(profile, run_dir=None, texts: tuple[list[str], list[str]] | N
     korean, english = texts or _validation_texts(profile)
     tasks = task_data(profile) if tasks is None else tasks
     model, tok, _, _ = initialise_extended_model(profile, run_dir)
-    scores = {"path": None, **_scores(model, tok, korean, english, ev, tasks)}
+    scores = {"path": None, **_scores(model, tok, korean, english, ev, tasks, _tuning_texts(profile))}
     atomic.write_json(where, {"key": key, "scores": scores})
     return scores
 
@@ -289,6 +313,9 @@ def summarise_arms(profile, models: dict[str, Any], run_dir=None) -> dict[str, A
                                          for shots in scored[0]["sentiment"]}
         if all("matching" in s for s in scored):
             row["matching_accuracy"] = mean_and_spread([s["matching"]["accuracy"] for s in scored])
+        if all("tuning" in s for s in scored):
+            row["tuning"] = {f"{language}_bits_per_character": mean_and_spread(
+                [s["tuning"][language]["bits_per_character"] for s in scored]) for language in ("korean", "english")}
         costs = [_training_cost(paths.root / models[n]["path"]) for _, n in members]
         row["training"] = {k: mean_and_spread([c[k] for c in costs]) for k in costs[0]}
         out[arm] = row
@@ -306,7 +333,7 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
 
     paths = run_paths(profile, run_dir)
     ev = profile.evaluation
-    texts = _validation_texts(profile)
+    texts, tuning = _validation_texts(profile), _tuning_texts(profile)
     korean, english = texts
     tasks = task_data(profile)
     results: dict[str, Any] = {}
@@ -314,7 +341,7 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
         # The stages in between are followed by bits per character; the tasks score the models
         # that chapter 05 compares (base, extended, final, every arm).
         results[name] = score_model(profile, name, path, run_dir, texts,
-                                    tasks={} if name.startswith("stage") else tasks)
+                                    tasks={} if name.startswith("stage") else tasks, tuning=tuning)
         if name == "base" and paths.expansion_summary.is_file():
             results["extended"] = score_extended(profile, run_dir, texts, tasks=tasks)
     if ev.kobest:
@@ -336,6 +363,8 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
         "profile": profile.name,
         "data": {"korean_validation_documents": len(korean), "english_validation_documents": len(english),
                  "korean_characters": sum(map(len, korean)), "english_characters": sum(map(len, english)),
+                 **({"korean_tuning_characters": sum(map(len, tuning[0])),
+                     "english_tuning_characters": sum(map(len, tuning[1]))} if tuning else {}),
                  **({"sentiment_items": len(tasks["sentiment"][0]),
                      "sentiment_demonstrations": len(tasks["sentiment"][1])} if "sentiment" in tasks else {}),
                  **({"matching_items": len(tasks["matching"])} if "matching" in tasks else {})},

@@ -10,9 +10,9 @@ with three differences, each for the console of a run:
   an idle kernel is not sent SIGINT when it is shut down (jupyter_client does
   that by default, and a kernel caught between two messages logs "KeyboardInterrupt caught in
   kernel");
-* a quiet stop: on Ctrl-C the busy kernel, which runs in its own session and never sees the
-  terminal's Ctrl-C, is killed with everything it started, instead of a graceful shutdown that
-  races the running cell and prints pages of ZMQ errors.
+* a quiet stop: on Ctrl-C (or SIGTERM, which ``eeve`` raises as the same) the busy kernel, which
+  runs in its own session and never sees the terminal's Ctrl-C, is killed with everything it
+  started, instead of a graceful shutdown that races the running cell and prints pages of ZMQ errors.
 
 Errors inside the notebook are papermill's (:class:`papermill.PapermillExecutionError`), with the
 traceback in the saved notebook and the log.

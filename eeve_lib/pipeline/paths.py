@@ -52,9 +52,12 @@ RUN_MARKER = ".eeve-run"
 RUN_LOCK = ".eeve-lock"
 # The suffix of a student's run directory (``runs/<profile>-student``; see eeve_lib.book.notebook).
 STUDENT_SUFFIX = "-student"
-# Its top-level entries: a folder holding nothing else is adopted as a run directory.
-RUN_LAYOUT = frozenset({"base", "intermediate", "tokenizer", "stages", "model", "train", "ablations", "eval",
-                        "executed", "report.json", RUN_MARKER, RUN_LOCK})
+# The markers of the other folders eeve writes whole and may later replace (see pipeline/rundir.py:
+# a folder is eeve's only by its marker, never by the names of what it holds): the stand-in base
+# model of ``eeve prepare-full-dry`` and the HTML of ``eeve build`` (``<output>/html``). A recorded
+# run (``results/<profile>/``) is marked by its own ``record.json`` (RecordPaths.record).
+STANDIN_MARKER = ".eeve-standin"
+BUILD_MARKER = ".eeve-build"
 # The entries that hold the steps' outputs (each reused only while its key matches): what a new run
 # directory may start from, copied from another run.
 STEP_FOLDERS = ("base", "intermediate", "tokenizer", "stages", "model", "train", "ablations", "eval")
@@ -84,6 +87,9 @@ class RunPaths:
     eval = _under_root("eval")
     metrics = _under_root("eval", "metrics.json")
     executed = _under_root("executed")
+    # The chapters as JupyterLab shows them after a run: its numbers written into the prose.
+    lab = _under_root("lab")
+    lab_marker = _under_root("lab", ".eeve-lab.json")
     report = _under_root("report.json")
 
     def stage(self, number: int) -> Path:

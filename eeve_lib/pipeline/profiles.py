@@ -114,6 +114,9 @@ class DataSettings:
     korean: list[str] = _allowed(min_items=1)
     english: list[str] = _allowed(min_items=1)
     validation_fraction: float = _allowed(0, 1, above=True, below=True, default=0.1)
+    # Held out from training beside the validation split: the sweeps of chapter 05 choose settings
+    # on it, so the validation split the book reports is text that no choice saw. 0: no tuning split.
+    tuning_fraction: float = _allowed(0, 1, below=True, default=0.0)
     max_korean_documents: int | None = _allowed(1, default=None)
     max_english_documents: int | None = _allowed(1, default=None)
     on_decode_error: Literal["fail", "skip"] = "fail"
@@ -164,6 +167,13 @@ class BaseModelSettings:
     # The base tokenizer is still trained on English alone, so Korean stays in bytes.
     korean_share: float = _allowed(0, 0.5, default=0.0)
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"
+
+    @property
+    def random_stand_in(self) -> bool:
+        """Whether the base is a stand-in with random weights: source 'local' is what ``eeve
+        prepare-full-dry`` writes (full-dry, solar-dry). Claims about what training achieves,
+        which a few steps on random weights need not bear out, are asserted only on other bases."""
+        return self.source == "local"
 
 
 @dataclass(frozen=True)
@@ -283,6 +293,13 @@ class AblationSettings:
     baselines: list[Literal["no_expansion", "equal_text"]] = field(default_factory=list)
     # The seven stages at other English-replay shares (training.english_replay), e.g. [0.0, 0.5].
     english_replay: list[float] = field(default_factory=list)
+    # A learning-rate grid, as multiples of the profile's rates, e.g. [0.5, 2.0]: the seven stages
+    # (every stage's rate times the multiple) and the no-expansion baseline at each, at the
+    # profile's seed, scored on the tuning split to choose both rates with the same grid.
+    learning_rate_scales: list[float] = field(default_factory=list)
+    # The no-expansion baseline's learning rate as a multiple of the seven stages' stage-6 rate:
+    # chosen on the tuning split from learning_rate_scales (1: stage 6's own rate).
+    baseline_lr_scale: float = _allowed(0, above=True, default=1.0)
     # The seven stages with the embeddings of a tied base kept tied (tied_embeddings: keep).
     tied: bool = False
     # Training seeds per arm, the seven stages included: the profile's seed, seed + 1, ...; the base
@@ -461,6 +478,18 @@ def _check_consistency(p: Profile) -> None:
             )
         if (b.steps is None) == (b.tokens is None):
             raise ProfileError(f"training.schedule[{i}]: give exactly one of 'steps' or 'tokens'.")
+    # Names the chapters look up: a wrong one is refused here, before chapter 00, not in chapter 05.
+    from ..method.families import supported_families
+    from ..method.stages import ABLATION_SCHEDULES
+
+    inits = typing.get_args(typing.get_type_hints(Profile)["embedding_init"])
+    for where, names, known in (("ablations.schedules", p.ablations.schedules, list(ABLATION_SCHEDULES)),
+                                ("ablations.inits", p.ablations.inits, list(inits)),
+                                ("base_model.tokenizer_family", [p.base_model.tokenizer_family],
+                                 list(supported_families()))):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ProfileError(f"{where}: unknown name {unknown[0]!r}; known: {', '.join(map(repr, known))}.")
     if p.ablations.one_seed:
         from .training import ablation_arms  # here, not at the top: training imports this module
 
@@ -473,6 +502,21 @@ def _check_consistency(p: Profile) -> None:
             raise ProfileError(f"ablations.english_replay: {share} is not a share between 0 and 0.9.")
     if not 0 < p.data.validation_fraction < 1:
         raise ProfileError("data.validation_fraction must lie strictly between 0 and 1.")
+    if p.data.validation_fraction + p.data.tuning_fraction >= 1:
+        raise ProfileError("data.validation_fraction + data.tuning_fraction must stay below 1: the rest is "
+                           "the training split.")
+    for scale in p.ablations.learning_rate_scales:
+        if not 0 < scale <= 10 or scale == 1:
+            raise ProfileError(f"ablations.learning_rate_scales: {scale} is not a multiple in (0, 10] other than "
+                               f"1 (the profile's own rates are always in the grid).")
+    grid = {1.0, *p.ablations.learning_rate_scales}
+    if p.ablations.learning_rate_scales and p.ablations.baseline_lr_scale not in grid:
+        raise ProfileError(f"ablations.baseline_lr_scale: {p.ablations.baseline_lr_scale:g} is not on the grid it is "
+                           f"chosen from (1 and ablations.learning_rate_scales: "
+                           f"{', '.join(f'{x:g}' for x in sorted(grid))}).")
+    if p.ablations.learning_rate_scales and not p.data.tuning_fraction:
+        raise ProfileError("ablations.learning_rate_scales chooses learning rates on the tuning split: set "
+                           "data.tuning_fraction (e.g. 0.1) or leave the grid empty.")
     if p.vocabulary.min_frequency < 1:
         raise ProfileError("vocabulary.min_frequency must be at least 1.")
     bm = p.base_model
@@ -491,17 +535,76 @@ def _check_consistency(p: Profile) -> None:
                            f"num_attention_heads {arch['num_attention_heads']}; change one of them.")
 
 
-def _read_profile_file(path: Path) -> dict[str, Any]:
-    """The mapping in a profile file; a one-line ProfileError naming the file if it is not one."""
+# A profile is a few kilobytes of plain settings. These budgets refuse a hostile file before it takes
+# the machine's memory: an alias bomb (a few hundred bytes whose aliases, *name, expand to billions
+# of values) or values nested thousands deep. The expanded size counts every value and every
+# character of a scalar, an alias as often as it is used.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_EXPANDED = 1_000_000
+MAX_YAML_DEPTH = 100
+
+
+def _check_yaml_budget(root: yaml.Node, path: Path, error: type[Exception]) -> None:
+    """Refuse (one-line ``error`` naming ``path``) a composed YAML document over the budgets above,
+    or one that contains itself; walks each distinct node once, so an alias bomb costs nothing here."""
+    fix = "a settings file holds plain values: write them out instead of repeating aliases (*name)"
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()  # nodes whose children are being walked: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool, int]] = [(root, False, 1)]
+    while stack:
+        node, done, depth = stack.pop()
+        key = id(node)
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            on_path.discard(key)
+            size = 1 + (sum(sizes[id(c)] for c in children) if children else len(str(node.value)))
+            if size > MAX_YAML_EXPANDED:
+                raise error(f"{path}: its aliases expand to more than {MAX_YAML_EXPANDED:,} values and "
+                            f"characters (an alias bomb?); {fix}.")
+            sizes[key] = size
+        elif key in on_path:
+            raise error(f"{path}: an alias refers to a value that contains it (a recursive structure); {fix}.")
+        elif key not in sizes:
+            if depth > MAX_YAML_DEPTH:
+                raise error(f"{path}: values nested more than {MAX_YAML_DEPTH} levels deep; a settings file holds "
+                            f"plain values.")
+            on_path.add(key)
+            stack.append((node, True, depth))
+            stack.extend((c, False, depth + 1) for c in children if id(c) not in sizes)
+
+
+def read_yaml_file(path: Path, error: type[Exception] = ProfileError) -> Any:
+    """The value in a small YAML settings file (a profile; a data manifest could use it too), read
+    safely within a size and alias budget. Anything else is a one-line ``error`` naming the file."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(f"{path}: {size:,} bytes, more than a settings file holds (at most {MAX_YAML_BYTES:,}); "
+                        f"check that it is the right file.")
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_yaml_budget(node, path, error)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ProfileError(f"{path}: not valid YAML ({problem}{where}); fix the file's syntax.") from None
+        raise error(f"{path}: not valid YAML ({problem}{where}); fix the file's syntax.") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{path}: cannot be read ({e}); check that it is a readable UTF-8 file.") from None
+        raise error(f"{path}: cannot be read ({e}); check that it is a readable UTF-8 file.") from None
+    except RecursionError:  # nested deeper than the parser's own recursion allows
+        raise error(f"{path}: values nested too deeply to read; a settings file holds plain values.") from None
+
+
+def _read_profile_file(path: Path) -> dict[str, Any]:
+    """The mapping in a profile file; a one-line ProfileError naming the file if it is not one."""
+    raw = read_yaml_file(path)
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):

@@ -1,9 +1,12 @@
 """Claiming a run directory: a marker that says it is one, and a lock that one run holds.
 
 ``eeve run`` writes only into directories it created or adopted: each carries a ``.eeve-run``
-marker (JSON, written when the directory is created, or when an empty one, or one holding only
-the files of a run, is first used). ``--fresh`` empties a directory only if it carries the marker,
-and never touches anything outside it. One run at a time holds ``.eeve-lock`` (an exclusive
+marker (JSON, written when the directory is created, or when an empty one is first used). A folder
+is adopted only by its marker or by being empty, never by the names of what it holds: a folder of
+the user's holding ``model/`` and ``eval/`` is not a run. ``--fresh`` empties a directory only if it
+carries the marker, and never touches anything outside it. The same rule holds for every folder
+that a command writes whole and may later replace (:func:`refuse_unless_ours`): the stand-in base
+model, a recorded run, the built HTML, each with its own marker. One run at a time holds ``.eeve-lock`` (an exclusive
 ``flock`` on a file that holds the holder's PID); a second run on the same directory is refused
 with that PID, and the lock of a process that died is released by the kernel, so the next run
 takes it over. Leftover temporaries of killed runs are removed only while holding the lock.
@@ -24,14 +27,14 @@ from typing import Iterator
 
 from ..errors import EeveError
 from . import atomic
-from .paths import RUN_LAYOUT as LAYOUT
 from .paths import RUN_LOCK as LOCK
 from .paths import RUN_MARKER as MARKER
 from .paths import STEP_FOLDERS
 
 
 class RunDirError(EeveError):
-    """A run directory that is not one, cannot be written, or is in use by another run."""
+    """A run directory (or another folder eeve writes) that is not eeve's, cannot be written, or is in
+    use by another run."""
 
 
 def _is_temporary(name: str) -> bool:
@@ -43,9 +46,35 @@ def is_run_dir(root: str | os.PathLike) -> bool:
     return (Path(root) / MARKER).is_file()
 
 
-def _adoptable(root: Path) -> bool:
-    """Empty, or holding only what a run writes (a run directory of an eeve without markers)."""
-    return all(p.name in LAYOUT or _is_temporary(p.name) for p in root.iterdir())
+def ours(root: str | os.PathLike, marker: str) -> bool:
+    """The one rule of ownership: eeve may write into (and replace) ``root`` if it is absent, an
+    empty folder, or a folder carrying ``marker``; never a file, and never a folder holding anything
+    else, whatever the names of what it holds."""
+    root = Path(root)
+    if not root.exists():
+        return not root.is_symlink()  # a dangling link is not a folder of eeve's
+    return root.is_dir() and ((root / marker).is_file() or not any(root.iterdir()))
+
+
+def refuse_unless_ours(root: str | os.PathLike, marker: str, what: str, fix: str) -> None:
+    """Raise :class:`RunDirError` (one line: the problem and the fix) unless :func:`ours` allows
+    writing ``root``; checked before any work. ``what``: the kind of output (e.g. "a stand-in base
+    model"); ``fix``: how to choose another place (e.g. "choose another --output")."""
+    root = Path(root)
+    if ours(root, marker):
+        return
+    if root.exists() and not root.is_dir() or root.is_symlink() and not root.exists():
+        raise RunDirError(f"{root} is a file, not a folder; eeve writes {what} only into a new or empty folder "
+                          f"or one it wrote before. Delete it yourself if you mean to, or {fix}.")
+    raise RunDirError(f"Refusing to write {what} into {root}: it holds files and has no {marker} file, so eeve did "
+                      f"not write it, and eeve replaces nothing of yours. Delete it yourself if you mean to, or "
+                      f"{fix}.")
+
+
+def write_marker(root: str | os.PathLike, marker: str, **about) -> Path:
+    """Mark ``root`` as eeve's (JSON: what wrote it and when) so that a later command may replace it."""
+    return atomic.write_json(Path(root) / marker, {
+        **about, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
 
 
 def _unusable(root: Path, e: OSError) -> RunDirError:
@@ -66,12 +95,11 @@ def _ensure(root: Path, profile: str, fresh: bool) -> None:
             raise RunDirError(
                 f"Refusing --fresh: {root} has no {MARKER} file, so it is not a run directory that eeve created, "
                 f"and --fresh deletes only those. Delete it yourself if you mean to, or choose another --run-dir.")
-        if not _adoptable(root):
+        if not ours(root, MARKER):  # a folder with files is never adopted by their names: only by its marker
             raise RunDirError(
                 f"{root} is not an eeve run directory (no {MARKER} file) and holds other files; eeve writes only "
                 f"into its own run directories. Choose a new or empty folder with --run-dir.")
-        atomic.write_json(root / MARKER, {"eeve_run_directory": 1, "profile": profile,
-                                          "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+        write_marker(root, MARKER, eeve_run_directory=1, profile=profile)
     except OSError as e:
         raise _unusable(root, e) from None
 
@@ -117,6 +145,51 @@ def _holder(lock_file) -> str:
     return f"PID {pid}" if pid.isdigit() else "a process that has not written its PID yet"
 
 
+def _fcntl():
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no flock, no lock
+        return None
+    return fcntl
+
+
+def _lock_or_refuse(root: Path, lock_file) -> None:
+    fcntl = _fcntl()
+    if fcntl is not None:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(
+                f"{root} is in use by another eeve run ({_holder(lock_file)}). Wait for it to finish or stop "
+                f"it, or use another --run-dir.") from None
+
+
+def _unlock(lock_file) -> None:
+    fcntl = _fcntl()
+    if fcntl is not None:
+        fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def reading(root: str | os.PathLike) -> Iterator[Path]:
+    """Hold the run ``root``'s lock while reading it (``eeve record``), writing nothing into it: refused
+    while a run holds it. A folder without a lock file has never been run by eeve here: nothing to hold."""
+    root = Path(root)
+    try:
+        lock_file = open(root / LOCK, encoding="utf-8")
+    except OSError:
+        lock_file = None
+    if lock_file is None:
+        yield root
+        return
+    with lock_file:
+        _lock_or_refuse(root, lock_file)
+        try:
+            yield root
+        finally:
+            _unlock(lock_file)
+
+
 @contextlib.contextmanager
 def claim(root: str | os.PathLike, profile: str, *, fresh: bool = False) -> Iterator[Path]:
     """Hold ``root`` as this process's run directory for the block: create or adopt it, lock it,
@@ -125,21 +198,11 @@ def claim(root: str | os.PathLike, profile: str, *, fresh: bool = False) -> Iter
     root = Path(root)
     _ensure(root, profile, fresh)
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no flock, no lock
-        fcntl = None
-    try:
         lock_file = open(root / LOCK, "a+", encoding="utf-8")
     except OSError as e:
         raise _unusable(root, e) from None
     with lock_file:
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunDirError(
-                    f"{root} is in use by another eeve run ({_holder(lock_file)}). Wait for it to finish or stop "
-                    f"it, or use another --run-dir.") from None
+        _lock_or_refuse(root, lock_file)
         try:
             # The lock is ours (a dead holder's flock is gone with its process): record who holds it.
             lock_file.seek(0)
@@ -154,8 +217,7 @@ def claim(root: str | os.PathLike, profile: str, *, fresh: bool = False) -> Iter
             with contextlib.suppress(OSError):
                 lock_file.seek(0)
                 lock_file.truncate()
-            if fcntl is not None:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+            _unlock(lock_file)
 
 
 def _link_or_copy(source: str, target: str) -> None:

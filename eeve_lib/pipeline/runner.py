@@ -5,21 +5,24 @@ into each chapter's ``parameters`` cell, keeps every executed notebook and its l
 ``runs/<P>/executed/``, stops at the first failure with a message naming the chapter, the cell and
 the log, and writes ``runs/<P>/report.json`` (per chapter: status, wall time, peak memory, device;
 for the run: git commit, package versions, data-manifest hashes). ``--resume`` skips chapters that
-completed with unchanged inputs (library, chapter, profile and data hashes). The console shows
-each chapter's progress cell by cell and a failing cell's traceback (:mod:`eeve_lib.pipeline.execution`);
-Ctrl-C stops with one line naming the chapter and the command that resumes. Shown in the
-introduction; the report becomes the book's "Reproducibility status" page.
+completed with unchanged inputs (library, chapter, profile and data hashes, and the keys of the step
+outputs each saw: a model replaced since, by ``eeve train`` say, runs its chapters again). The console
+shows each chapter's progress cell by cell and a failing cell's traceback (:mod:`eeve_lib.pipeline.execution`);
+Ctrl-C (or SIGTERM, which ``eeve`` turns into the same) stops with one line naming the chapter and the
+command that resumes. Shown in the introduction; the report becomes the book's "Reproducibility status" page.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -41,6 +44,8 @@ REPORT_VERSION = 1
 # Set in the environment of the chapters' kernels to the run directory the runner holds: a chapter
 # run by the runner writes there, whatever its settings (see eeve_lib.book.notebook.setup).
 RUNNER_ENV = "EEVE_RUNNER_RUN_DIR"
+# Free space a run needs to start: its executed notebooks, their logs and the report (models come on top).
+MIN_FREE_BYTES = 256 * 2**20
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "papermill", "jupyter-book",
             "matplotlib", "numpy", "konlpy")
 
@@ -148,15 +153,43 @@ def input_hashes(profile, chapter: str, parameters: dict[str, Any]) -> dict[str,
     }
 
 
-def load_report(path: Path) -> dict[str, Any]:
+def step_keys(root: Path) -> dict[str, str | None]:
+    """The key in every step marker of the run at ``root`` (base, tokenizers, stages, model, ablation
+    arms), by the marker's path in the run: which outputs the chapters so far read or wrote."""
+    from .paths import MARKERS, STEP_FOLDERS
+
+    names, keys = set(MARKERS.values()), {}
+    for folder in STEP_FOLDERS:
+        for where, dirs, files in os.walk(root / folder):  # no links followed
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # not a temporary's
+            for name in sorted(names.intersection(files)):
+                marker = Path(where) / name
+                keys[marker.relative_to(root).as_posix()] = cache.saved_key(marker)
+    return keys
+
+
+def steps_unchanged(recorded: Any, root: Path) -> bool:
+    """Whether every step output a chapter saw when it completed still holds the key it had then.
+
+    A model replaced since (``eeve train``, a chapter run by hand) changes a key, so ``--resume``
+    runs again every chapter that read or wrote it; outputs of later chapters do not count.
+    """
+    if not isinstance(recorded, dict):  # a report of an eeve that did not record them
+        return False
+    current = step_keys(root)
+    return all(current.get(path) == key for path, key in recorded.items())
+
+
+def load_report(path: Path, fresh_command: str = "eeve run --fresh") -> dict[str, Any]:
+    """The report at ``path`` ({} if none); ``fresh_command`` is the hint that starts its run afresh."""
     if path.is_file():
         try:
             report = json.loads(path.read_text())
         except (ValueError, OSError) as e:
             raise EeveError(f"{path} cannot be read as a report ({e}); delete it, or start the run afresh "
-                            f"(eeve run --fresh).") from None
+                            f"({fresh_command}).") from None
         if not isinstance(report, dict):
-            raise EeveError(f"{path} is not a report of eeve; delete it, or start the run afresh (eeve run --fresh).")
+            raise EeveError(f"{path} is not a report of eeve; delete it, or start the run afresh ({fresh_command}).")
         return report
     return {}
 
@@ -209,7 +242,8 @@ class _PeakMemory:
         self._thread.join()
 
 
-def _describe_failure(exc: BaseException, chapter: str, log: Path, executed: Path | None) -> str:
+def _describe_failure(exc: BaseException, chapter: str, log: Path, executed: Path | None,
+                      resume_command: str = "eeve run --resume", disk: str = "") -> str:
     import papermill
 
     if isinstance(exc, papermill.PapermillExecutionError):
@@ -220,8 +254,50 @@ def _describe_failure(exc: BaseException, chapter: str, log: Path, executed: Pat
     else:
         what = f"with {type(exc).__name__}: {exc}"
     notebook = f"  Partly executed notebook: {executed}\n" if executed is not None and executed.exists() else ""
-    return (f"Chapter {chapter} failed {what}.\n  Log: {log}\n{notebook}"
-            f"  Chapters that completed before it are kept; fix the problem and re-run with --resume.")
+    full = f"  {disk}\n" if disk else ""  # a full disk: which, what is free, what a run needs
+    return (f"Chapter {chapter} failed {what}.\n  Log: {log}\n{notebook}{full}"
+            f"  Chapters that completed before it are kept; fix the problem and resume with {resume_command}")
+
+
+def _is_disk_full(error: BaseException | str) -> bool:
+    """Whether ``error`` (an exception, or a chapter's error text) says the disk or the quota is full."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return any(os.strerror(n) in str(error) for n in (errno.ENOSPC, errno.EDQUOT))
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Free bytes on the file system that holds ``folder`` (or would hold it: its nearest existing parent);
+    None where that says nothing: a read-only or pseudo file system (claiming the folder says why)."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            try:
+                usage = shutil.disk_usage(p)
+            except OSError:
+                return None
+            return usage.free if usage.total and os.access(p, os.W_OK) else None
+    return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB" if n < 2**30 else f"{n / 2**30:,.1f} GB"
+
+
+def _disk_full_message(root: Path, profile_name: str, free: int | None, ran_out: bool = False) -> str:
+    """One line: the disk holding ``root`` is full (or ``ran_out`` of space while writing), what is
+    free, and the space a run needs."""
+    needed = f"at least {_mb(MIN_FREE_BYTES)} to start (notebooks, logs and the report)"
+    book = run_paths(profile_name)
+    if book.report.is_file() and book.root.resolve() != root.resolve():
+        from ..book.build import disk_usage  # only here, on the way out: it walks the whole run
+
+        needed += f", and the models on top: the whole run {book.root} takes {_mb(disk_usage(book.root))}"
+    else:
+        needed += ", and the models on top"
+    have = f"{_mb(free)} free" if free is not None else "no free space"
+    full = f"ran out of space (now {have})" if ran_out else f"is full ({have})"
+    return (f"The disk holding {root} {full}; a run of profile {profile_name} needs {needed}. "
+            f"Free space there, or choose a folder on another disk with --run-dir.")
 
 
 def _cell_traceback(exc: BaseException) -> str | None:
@@ -233,7 +309,8 @@ def _cell_traceback(exc: BaseException) -> str | None:
 
 
 def _resume_command(profile_name: str, run_dir, device: str | None, seed: int | None,
-                    overrides: dict[str, Any]) -> str:
+                    overrides: dict[str, Any], tail: Sequence[str] = ("--resume",)) -> str:
+    """The ``eeve run`` command for the same run (profile, folder, device, seed, overrides), then ``tail``."""
     words = ["eeve", "run", "--profile", profile_name]
     if run_dir:
         words += ["--run-dir", str(run_dir)]
@@ -243,7 +320,26 @@ def _resume_command(profile_name: str, run_dir, device: str | None, seed: int | 
         words += ["--seed", str(seed)]
     if overrides:
         words += ["--overrides", json.dumps(overrides, sort_keys=True)]
-    return " ".join(shlex.quote(w) for w in words + ["--resume"])
+    return " ".join(shlex.quote(w) for w in words + list(tail))
+
+
+def settings_run_dir(profile_name: str, profile, run_dir=None, device: str | None = None, *,
+                     progress: bool = True):
+    """Where a command that writes runs ``profile`` (profile ``profile_name`` with overrides):
+    ``run_dir`` when given; None (``runs/<profile>``) for the profile's own settings; else
+    ``runs/<profile>-student``, announced. ``eeve run`` and ``eeve train`` both go through it."""
+    if run_dir is not None or profile.hash() == load_profile(profile_name,
+                                                             {"device": device} if device else {}).hash():
+        return run_dir
+    # Other settings than the profile's never overwrite the book's run (runs/<profile>): like a
+    # chapter opened with other settings, they run in runs/<profile>-student.
+    from .paths import student_run_paths
+
+    run_dir = student_run_paths(profile_name).root
+    if progress:
+        print(f"[eeve] these settings differ from profile {profile_name}'s: the run goes to {run_dir} "
+              f"(give --run-dir to choose another folder)", flush=True)
+    return run_dir
 
 
 @contextlib.contextmanager
@@ -278,33 +374,41 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
         overrides["seed"] = seed
     profile = load_profile(profile_name, overrides)  # validates the profile name and overrides first
     selected = select_chapters(chapters)
-    if run_dir is None and profile.hash() != load_profile(profile_name, {"device": device} if device else {}).hash():
-        # Other settings than the profile's never overwrite the book's run (runs/<profile>): like a
-        # chapter opened with other settings, they run in runs/<profile>-student.
-        from .paths import student_run_paths
-
-        run_dir = student_run_paths(profile_name).root
-        if progress:
-            print(f"[eeve] these settings differ from profile {profile_name}'s: the run goes to {run_dir} "
-                  f"(give --run-dir to choose another folder)", flush=True)
+    run_dir = settings_run_dir(profile_name, profile, run_dir, device, progress=progress)
     paths = run_paths(profile, run_dir)
     from .corpora import manifest_records
 
     data = manifest_records(profile)  # every corpus verified before anything runs
-    resume_command = _resume_command(profile_name, paths.root if run_dir else None, device, seed, user_overrides)
-    with rundir.claim(paths.root, profile.name, fresh=fresh), _runner_environment(paths.root):
-        return _run_chapters(profile, profile_name, selected, paths, data, resume=resume, run_dir=run_dir,
-                             device=device, seed=seed, overrides=overrides, progress=progress,
-                             resume_command=resume_command)
+    same_run = (profile_name, paths.root if run_dir else None, device, seed, user_overrides)
+    resume_command = _resume_command(*same_run)
+    free = _free_bytes(paths.root)
+    if free is not None and free < MIN_FREE_BYTES:
+        raise EeveError(_disk_full_message(paths.root, profile_name, free))
+    try:
+        with rundir.claim(paths.root, profile.name, fresh=fresh), _runner_environment(paths.root):
+            return _run_chapters(profile, profile_name, selected, paths, data, resume=resume, run_dir=run_dir,
+                                 device=device, seed=seed, overrides=overrides, progress=progress,
+                                 resume_command=resume_command, same_run=same_run)
+    except OSError as e:  # a disk that fills up during the run: one line, not a chain of tracebacks
+        if not _is_disk_full(e):
+            raise
+        raise EeveError(f"{_disk_full_message(paths.root, profile_name, _free_bytes(paths.root), True)} Then "
+                        f"resume with {resume_command}") from None
+    except rundir.RunDirError as e:  # claiming the folder failed on a full disk
+        if not _is_disk_full(str(e)):
+            raise
+        raise EeveError(_disk_full_message(paths.root, profile_name, _free_bytes(paths.root), True)) from None
 
 
 def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: list[dict[str, Any]], *,
                   resume: bool, run_dir, device: str | None, seed: int | None, overrides: dict[str, Any],
-                  progress: bool, resume_command: str) -> dict[str, Any]:
-    """run_book's work, in a claimed run directory."""
+                  progress: bool, resume_command: str, same_run: tuple = ()) -> dict[str, Any]:
+    """run_book's work, in a claimed run directory. Hints name the same run: ``same_run`` holds
+    run_book's arguments for :func:`_resume_command`."""
     from .execution import execute_chapter
 
-    report = load_report(paths.report)
+    same_run = same_run or (profile_name, paths.root if run_dir else None, device, seed, {})
+    report = load_report(paths.report, _resume_command(*same_run, tail=["--fresh"]))
     check_commit(report, paths.report)
     order = chapters_in_order()
     done = {c for c, r in (report.get("chapters") or {}).items() if r.get("status") == "completed"}
@@ -314,7 +418,7 @@ def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: 
         raise EeveError(
             f"Chapter {selected[0]} needs the earlier chapters of profile {profile.name!r}, and "
             f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} not run in {paths.root}. Run them first "
-            f"(eeve run --profile {profile.name} --chapters {' '.join(missing)}), or run without --chapters."
+            f"({_resume_command(*same_run, tail=['--chapters', *missing])}), or run without --chapters."
         )
     from ..runtime import describe_hardware
 
@@ -338,7 +442,8 @@ def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: 
         previous = report["chapters"].get(chapter, {})
         executed = paths.executed_notebook(chapter)
         log = paths.chapter_log(chapter)
-        if resume and previous.get("status") == "completed" and previous.get("inputs") == hashes and executed.is_file():
+        if resume and previous.get("status") == "completed" and previous.get("inputs") == hashes \
+                and executed.is_file() and steps_unchanged(previous.get("steps"), paths.root):
             if progress:
                 print(f"[eeve] {chapter}: unchanged, skipped (--resume)")
             continue
@@ -358,7 +463,11 @@ def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: 
         if status == "completed":
             os.replace(partial, executed)
         elif partial.exists():
-            os.replace(partial, failed_copy)
+            try:  # a notebook saved on a disk that filled up may be cut short: kept only if whole
+                json.loads(partial.read_text(encoding="utf-8"))
+                os.replace(partial, failed_copy)
+            except (ValueError, OSError):
+                partial.unlink(missing_ok=True)
         notebook = executed if status == "completed" else failed_copy
         record = {
             "status": status,
@@ -372,10 +481,14 @@ def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: 
         }
         if notebook.exists():  # the report names only files that exist
             record["executed"] = str(notebook.relative_to(paths.root))
+        if status == "completed":  # the outputs it read and wrote, as it left them (see --resume)
+            record["steps"] = step_keys(paths.root)
         if status == "interrupted":
             record["error"] = f"interrupted in chapter {chapter}; resume with {resume_command}"
         elif error is not None:
-            record["error"] = _describe_failure(error, chapter, log, failed_copy)
+            disk = _disk_full_message(paths.root, profile_name, _free_bytes(paths.root), True) \
+                if _is_disk_full(error) or _is_disk_full(getattr(error, "evalue", "")) else ""
+            record["error"] = _describe_failure(error, chapter, log, failed_copy, resume_command, disk)
         report["chapters"][chapter] = record
         report["finished_at"] = record["finished_at"]
         atomic.write_json(paths.report, report)

@@ -151,7 +151,7 @@ def _load_checkpoint(path: Path, key: str) -> ResumeState | None:
         raise TrainingError(
             f"{path} belongs to another configuration (key {state.get('key')}, this run {key}). "
             f"Nothing was overwritten. Delete it, or the whole run directory, to start this stage afresh "
-            f"(eeve run --fresh)."
+            f"(the same eeve run command, with --fresh added)."
         )
     return ResumeState(state["step"], state["trainable"], state["optimizer"], state["log"], state["rng"])
 
@@ -315,7 +315,30 @@ def ablation_arms(profile: Profile) -> list[str]:
     replay = [f"replay:{r:g}" for r in a.english_replay if r != profile.training.english_replay]
     return ([MAIN_ARM] + [f"schedule:{s}" for s in a.schedules] + [f"init:{i}" for i in a.inits]
             + [f"stage6:{m}" for m in a.stage6] + [f"baseline:{b}" for b in a.baselines] + replay
-            + ([TIED_ARM] if a.tied else []))
+            + ([TIED_ARM] if a.tied else []) + learning_rate_arms(profile))
+
+
+def learning_rate_arms(profile: Profile) -> list[str]:
+    """The learning-rate grid's arms (``lr:<multiple>`` for the seven stages, ``baseline_lr:<multiple>``
+    for the no-expansion baseline); trained at the profile's seed only, to choose rates on the
+    tuning split."""
+    a = profile.ablations
+    if not a.learning_rate_scales:
+        return []
+    # the baseline's grid is the same multiples and 1; its own multiple is the arm baseline:no_expansion
+    baseline = sorted({1.0, *a.learning_rate_scales} - {a.baseline_lr_scale})
+    return [f"lr:{x:g}" for x in a.learning_rate_scales] + [f"baseline_lr:{x:g}" for x in baseline]
+
+
+def _scaled_rates(schedule: Sequence[StageBudget], scale: float) -> list[StageBudget]:
+    return [replace(b, learning_rate=b.learning_rate * scale) for b in schedule]
+
+
+def _no_expansion_schedule(profile: Profile, scale: float) -> list[StageBudget]:
+    """Every parameter trained (the strongest use of the compute without new tokens) for the seven
+    stages' optimizer steps, at their stage 6's learning rate times ``scale``."""
+    t = profile.training
+    return _scaled_rates(ablation_schedule(t.schedule, "full_finetune", t.batch_size, t.seq_len), scale)
 
 
 def arm_seeds(profile: Profile) -> list[int]:
@@ -344,8 +367,10 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
     ``baseline:no_expansion`` (the base model and tokenizer, every parameter trained for the same
     optimizer steps and tokens per step), ``baseline:equal_text`` (the same, for as many steps as the
     seven stages' Korean text takes in base tokens), ``replay:<share>`` (the seven stages with another
-    English-replay share) and ``tied:seven_stages`` (the seven stages on a tied base kept tied: each
-    stage trains the union of its input and output rows). ``seed`` (default: the profile's) is the
+    English-replay share), ``lr:<multiple>`` and ``baseline_lr:<multiple>`` (the seven stages and the
+    no-expansion baseline with their learning rates times the multiple) and ``tied:seven_stages``
+    (the seven stages on a tied base kept tied: each stage trains the union of its input and output
+    rows). ``seed`` (default: the profile's) is the
     training seed; another seed writes to ``ablations/<arm>@seed<N>/``.
     """
     from .profiles import load_profile
@@ -374,18 +399,29 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
     if kind == "stage6":
         return run_schedule(load_profile(profile, {"training.stage6": name}), run_dir, output=out, save_stages=False,
                             reuse=[main], validate=False, progress=progress)
+    if kind in ("lr", "baseline_lr"):
+        try:
+            scale = float(name)
+        except ValueError:
+            scale = -1.0
+        if not 0 < scale <= 10:
+            raise TrainingError(f"Ablation arm {arm!r}: the learning-rate multiple must be a number in (0, 10], "
+                                f"e.g. {kind}:0.5.")
+        if kind == "lr":
+            return run_schedule(profile, run_dir, schedule=_scaled_rates(t.schedule, scale), output=out,
+                                save_stages=False, validate=False, progress=progress)
+        return run_schedule(profile, run_dir, schedule=_no_expansion_schedule(profile, scale), output=out,
+                            save_stages=False, expand=False, validate=False, progress=progress)
+    baseline_scale = profile.ablations.baseline_lr_scale
     if kind == "baseline" and name == "no_expansion":
-        # Every parameter trains (the strongest use of the compute without new tokens), with the
-        # learning rate of the seven stages' stage 6, for their total optimizer steps.
-        return run_schedule(profile, run_dir, schedule=ablation_schedule(t.schedule, "full_finetune", t.batch_size,
-                                                                         t.seq_len),
+        return run_schedule(profile, run_dir, schedule=_no_expansion_schedule(profile, baseline_scale),
                             output=out, save_stages=False, expand=False, validate=False, progress=progress)
     if kind == "baseline" and name == "equal_text":
         # The same Korean text as the seven stages, not the same tokens: the steps of the
         # no-expansion baseline times how many more tokens the base tokenizer spends per character.
         ratio = korean_token_ratio(profile, run_dir)
         schedule = [replace(b, steps=max(1, round(b.steps * ratio)))
-                    for b in ablation_schedule(t.schedule, "full_finetune", t.batch_size, t.seq_len)]
+                    for b in _no_expansion_schedule(profile, baseline_scale)]
         return run_schedule(profile, run_dir, schedule=schedule, output=out, save_stages=False, expand=False,
                             validate=False, progress=progress)
     if kind == "replay":
@@ -401,8 +437,8 @@ def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True
         return run_schedule(load_profile(profile, {"tied_embeddings": "keep"}), run_dir, output=out,
                             save_stages=False, validate=False, progress=progress)
     raise TrainingError(f"Unknown ablation arm {arm!r}: use seven_stages, schedule:<name>, init:<name>, "
-                        f"stage6:<lora|qlora>, baseline:no_expansion, baseline:equal_text, replay:<share> or "
-                        f"{TIED_ARM}.")
+                        f"stage6:<lora|qlora>, baseline:no_expansion, baseline:equal_text, replay:<share>, "
+                        f"lr:<multiple>, baseline_lr:<multiple> or {TIED_ARM}.")
 
 
 def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = None) -> dict[str, Any]:
