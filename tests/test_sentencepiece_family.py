@@ -261,7 +261,12 @@ def llama_run(tmp_path_factory):
     from eeve_lib.pipeline.vocabulary import expand_vocabulary
 
     profile = load_profile("tiny-llama", MICRO)
+    from eeve_lib.pipeline import rundir
+    from eeve_lib.pipeline.paths import RUN_MARKER
+
     run = tmp_path_factory.mktemp("tiny-llama")
+    # a run folder, marked as one, so that the runner may later write into what the library wrote here
+    rundir.write_marker(run, RUN_MARKER, eeve_run_directory=1, profile="tiny-llama")
     ensure_base_model(profile, run, progress=False)
     expand_vocabulary(profile, run, progress=False)
     result = run_schedule(profile, run, progress=False)

@@ -152,3 +152,13 @@ def test_the_paragraph_names_every_disagreement():
 def test_grid_arms_are_chosen_from_never_compared():
     metrics = _metrics()
     assert not any(results.is_tuning_arm(p["arm"]) for p in results.headline_points(metrics))
+
+
+def test_a_pick_at_the_edge_of_its_grid_is_said_to_be_one():
+    metrics = _metrics()
+    metrics["arms"]["lr:0.5"] = _arm([6.0], [2.0], [9.0], [2.0])  # three points: 0.5, 1, 2
+    metrics["arms"]["lr:2"]["tuning"]["korean_bits_per_character"]["values"] = [5.0]
+    choices = results.tuning_choices(metrics, 0.5)
+    assert choices["seven stages' learning-rate multiple"]["picked"] == 2.0
+    text = readings.tuning_paragraph(choices, 0.1)
+    assert "the seven stages' learning-rate multiple lies at the edge of its grid" in text

@@ -168,6 +168,10 @@ def tuning_paragraph(choices: Mapping[str, Mapping], tuning_fraction: float) -> 
         c = choices[setting]
         parts.append(f"for the {setting} the tuning split picks {c['picked']:g} where the profile uses "
                      f"{c['profile']:g}")
+    edges = [s for s, c in choices.items() if len(c["grid"]) > 2 and c["picked"] in (min(c["grid"]), max(c["grid"]))]
+    if edges:
+        parts.append(f"the pick for the {_listed(edges)} lies at the edge of its grid, so a wider grid "
+                     "might pick further out")
     return (f"Each setting is chosen on the tuning split ({tuning_fraction:.0%} of the documents, apart from "
             f"both the training and the validation split) by one rule of ours: the lowest Korean bits per "
             f"character among the values that keep English within {ENGLISH_TARGET} times the base's. "
