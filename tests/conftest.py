@@ -40,6 +40,8 @@ MICRO: dict = {
     "evaluation.max_new_tokens": 8,
     "ablations.seeds": 2,
     "ablations.english_replay": [0.0, 0.25],
+    # one multiple besides the profile's rates: the grid's arms exist, at little cost
+    "ablations.learning_rate_scales": [2.0, 4.0],
 }
 
 

@@ -131,8 +131,9 @@ def test_chapters_read_in_the_jupyterlab_page_show_no_markup(micro_run, tmp_path
     def rendered_prose(driver, lab, name: str) -> str:
         nb = json.loads((pages / f"{name}.ipynb").read_text())
         cells = sum(c["cell_type"] == "markdown" for c in nb["cells"])
-        driver.get(f"{lab.base}/lab/tree/{name}.ipynb?token={lab.token}")
-        rendered = ".jp-NotebookPanel .jp-MarkdownCell .jp-MarkdownOutput"
+        # ?reset: a fresh workspace, so that only this notebook is open
+        driver.get(f"{lab.base}/lab/tree/{name}.ipynb?reset&token={lab.token}")
+        rendered = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-MarkdownCell .jp-MarkdownOutput"
         WebDriverWait(driver, START_S).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, rendered)) >= cells,
                                              f"{name}: its {cells} markdown cells were not rendered")
         texts = driver.execute_script(

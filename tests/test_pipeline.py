@@ -54,19 +54,26 @@ def test_metrics_hold_every_model_and_korean_improves(micro_run):
     expected = {"base", "extended", "final"} | {f"stage{n}" for n in STAGES} | {
         f"ablation:{arm}" for arm in arms} | {f"ablation:{arm}@seed{s}" for arm in arms + ["seven_stages"]
                                               for s in seeds[1:]}
+    # the learning-rate grid, trained at the profile's seed only, to choose rates on the tuning split
+    from eeve_lib.pipeline.profiles import load_profile
+
+    scales, own = MICRO["ablations.learning_rate_scales"], load_profile("tiny").ablations.baseline_lr_scale
+    grid = [f"lr-{x:g}" for x in scales] + [f"baseline_lr-{x:g}" for x in sorted({1.0, *scales} - {own})]
+    expected |= {f"ablation:{arm}" for arm in grid}
     assert expected <= set(models)
     # every arm at every seed, summarised with its spread and its training cost
-    assert set(metrics["arms"]) == {"seven_stages"} | {a.replace("-", ":", 1) for a in arms}
+    assert set(metrics["arms"]) == {"seven_stages"} | {a.replace("-", ":", 1) for a in arms + grid}
     for arm, a in metrics["arms"].items():
-        assert a["seeds"] == seeds, arm
+        trained_at = seeds[:1] if arm.replace(":", "-", 1) in grid else seeds
+        assert a["seeds"] == trained_at, arm
+        assert "tuning" in a, arm  # every arm is also scored on the tuning split
         k = a["korean_bits_per_character"]
-        assert k["min"] <= k["mean"] <= k["max"] and len(k["values"]) == len(seeds), arm
+        assert k["min"] <= k["mean"] <= k["max"] and len(k["values"]) == len(trained_at), arm
     # equal compute: every arm but the equal-text baseline has the same steps and tokens
     steps = {arm: a["training"]["steps"]["mean"] for arm, a in metrics["arms"].items()}
     equal_text = steps.pop("baseline:equal_text")
     assert len(set(steps.values())) == 1, steps
     # equal text: as many more steps as the base tokenizer spends more tokens on the Korean text
-    from eeve_lib.pipeline.profiles import load_profile
     from eeve_lib.pipeline.training import korean_token_ratio
 
     ratio = korean_token_ratio(load_profile("tiny", MICRO), micro_run["run_dir"])
