@@ -61,10 +61,12 @@ def command(script: str, argv: list[str] | None) -> str:
     return " ".join(["python", f"benchmarks/{script}", *map(shlex.quote, args)])
 
 
-def target(name: str, goal: str, measured: float | None, met: bool | None, unit: str = "", note: str = "") -> dict:
-    """One target: what it asks (``goal``), the measured value, and met (True), missed (False) or not
-    measured (None, with a ``note`` saying why)."""
-    return {"name": name, "goal": goal, "measured": measured, "unit": unit, "met": met, "note": note}
+def target(name: str, goal: str, threshold: float, measured: float | None, met: bool | None, unit: str = "",
+           note: str = "") -> dict:
+    """One target: what it asks (``goal``, in words; ``threshold``, its number), the measured value, and
+    met (True), missed (False) or not measured (None, with a ``note`` saying why)."""
+    return {"name": name, "goal": goal, "threshold": threshold, "measured": measured, "unit": unit, "met": met,
+            "note": note}
 
 
 def write(name: str, numbers: dict[str, Any], *, script: str, argv: list[str] | None, directory: Path | None,

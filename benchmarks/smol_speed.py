@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -140,6 +139,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: chapter 4's run)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 layers, 1 timed step, not recorded")
     args = parser.parse_args(argv)
+    load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     steps = 1 if args.quick else args.steps
     model, ext = extended_smol(NEW_TOKENS, 2 if args.quick else None)
@@ -163,17 +163,16 @@ def main(argv=None) -> int:
     assert all(r["frozen_rows_exact"] for r in rows), "a setting moved a frozen row"
     if args.quick:
         return 0
-    from eeve_lib.pipeline.runner import git_commit
-    from eeve_lib.pipeline import atomic
-    from eeve_lib.runtime import describe_hardware
+    from benchmarks import records
 
-    record = {"benchmark": "smol_speed", "command": "python benchmarks/smol_speed.py " + " ".join(argv or sys.argv[1:]),
-              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "git": git_commit(),
-              "hardware": describe_hardware(), "threads": args.threads, "new_tokens": NEW_TOKENS,
-              "rows": ext.rows, "timed_steps": steps, "wall_seconds": round(time.time() - started, 1),
-              "settings": rows, "bf16_over_fp32": ratios}
-    atomic.write_json(RESULT, record)
-    print(f"recorded in {RESULT.relative_to(ROOT)}")
+    exact = all(r["frozen_rows_exact"] for r in rows)
+    targets = [records.target("frozen rows exact", "every block a stage does not train stays bit-identical, in "
+                              "every setting", 1.0, float(exact), exact)]
+    path = records.write("smol_speed", {"threads": args.threads, "new_tokens": NEW_TOKENS, "rows": ext.rows,
+                                        "timed_steps": steps, "settings": rows, "bf16_over_fp32": ratios},
+                         script="smol_speed.py", argv=argv, directory=RESULT.parent, quick=False, targets=targets,
+                         started=started, load_at_start=load_at_start)
+    print(f"recorded in {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return 0
 
 

@@ -31,6 +31,10 @@ new input rows alone).
     python benchmarks/stage_training.py                       # tiny and the cut-down phi2, CPU
     python benchmarks/stage_training.py --quick               # smoke run: tiny only, 1 timed step
     python benchmarks/stage_training.py --device cuda --models phi2   # 32 layers, 2048 tokens, bf16
+
+The result, with commit, date, machine and command, goes to ``results/benchmarks/stage_training.json``
+(``--record-dir`` elsewhere; ``--quick`` records only with ``--record-dir``); the performance page
+shows it. Model FLOPs utilisation is not measured yet (the record says so).
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import psutil
 import torch
@@ -76,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="torch CPU threads (default: torch's choice; on a shared machine fewer threads than "
                              "cores avoid stalls while other processes run)")
     parser.add_argument("--quick", action="store_true", help="smoke run: the tiny model only, one timed step")
+    parser.add_argument("--record-dir", type=Path, default=None,
+                        help="where to write stage_training.json (default: results/benchmarks; --quick records "
+                             "only here)")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps = 1
@@ -284,12 +293,24 @@ def partial_rotary_factor(config) -> float:
     return rope.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", None))
 
 
+def _records():
+    """benchmarks/records.py, whether this file runs as a script or is imported as ``benchmarks.stage_training``."""
+    try:
+        import records
+    except ImportError:
+        from benchmarks import records
+    return records
+
+
 def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
 
 def report(setup: Setup, model_config, ext, counts: dict[str, int], results: list[StageResult], device, dtype,
-           steps: int, build_seconds: float) -> None:
+           steps: int, build_seconds: float) -> tuple[dict, list[dict]]:
+    """Print one setup's table and targets; return them for the record (the setup, its targets)."""
+    records = _records()
+
     hidden = model_config.hidden_size
     print(f"\n== {setup.label} ==")
     print(f"architecture: hidden {hidden}, {model_config.num_attention_heads} heads, MLP "
@@ -320,19 +341,45 @@ def report(setup: Setup, model_config, ext, counts: dict[str, int], results: lis
               f"{r.peak_bytes / six.peak_bytes if six.peak_bytes > 0 else float('nan'):>9.2f} "
               f"{r.optimizer_state_bytes:>18,}")
     by_number = {r.number: r for r in results}
+    short = setup.label.split(",")[0].split(" (")[0]
+    targets = []
     print("targets:")
     for number in (2, 4):
         ratio = by_number[number].step_seconds / six.step_seconds
         print(f"  stage {number} step <= {STEP_RATIO_TARGET:g} x stage 6 step: {ratio:.3f}x  "
               f"{verdict(ratio <= STEP_RATIO_TARGET)}")
+        targets.append(records.target(f"{short}: stage {number} step", f"{short}: stage {number} step <= "
+                                      f"{STEP_RATIO_TARGET:g}x stage 6 step", STEP_RATIO_TARGET, ratio,
+                                      ratio <= STEP_RATIO_TARGET, "x"))
     bound = ext.n_new * hidden * 8
     ratio = by_number[1].optimizer_state_bytes / bound
     print(f"  stage 1 optimizer state <= {STATE_RATIO_TARGET:g} x new rows x hidden x 8 B ({bound:,} B): "
           f"{by_number[1].optimizer_state_bytes:,} B = {ratio:.3f}x  {verdict(ratio <= STATE_RATIO_TARGET)}")
+    targets.append(records.target(f"{short}: stage 1 optimizer state", f"{short}: stage 1 optimizer state <= "
+                                  f"{STATE_RATIO_TARGET:g}x new rows x hidden x 8 B", STATE_RATIO_TARGET, ratio,
+                                  ratio <= STATE_RATIO_TARGET, "x"))
+    tokens = setup.batch * setup.seq_len
+    numbers = {"label": setup.label, "device": device.type, "dtype": "bfloat16 autocast" if dtype == torch.bfloat16
+               else "float32", "batch": setup.batch, "seq_len": setup.seq_len, "timed_steps": steps,
+               "torch_threads": torch.get_num_threads(), "reduced": setup.notes, "parameters": counts,
+               "architecture": {"hidden": hidden, "heads": model_config.num_attention_heads,
+                                "mlp": model_config.intermediate_size, "layers": layers},
+               "vocabulary": {"base": ext.base_size, "base_rows": ext.base_rows, "target": ext.target_size,
+                              "rows": ext.rows},
+               "run": f"{device.type}, {'bf16 autocast' if dtype == torch.bfloat16 else 'float32'}, batch "
+                      f"{setup.batch} x {setup.seq_len} tokens, torch threads {torch.get_num_threads()}"
+                      + (f"; reduced: {'; '.join(setup.notes)}" if setup.notes else ""),
+               "stages": {str(r.number): {**asdict(r), "step_over_stage6": r.step_seconds / six.step_seconds,
+                                          "tokens_per_second": tokens / r.step_seconds,
+                                          "peak_over_stage6": r.peak_bytes / six.peak_bytes
+                                          if six.peak_bytes > 0 else None, "mfu": None}
+                          for r in results}}
+    return numbers, targets
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    started_at, load_at_start = time.time(), os.getloadavg()[0]
     from tqdm import tqdm
 
     from eeve_lib.errors import EeveError
@@ -352,6 +399,7 @@ def main(argv=None) -> int:
           f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.1f} GiB memory, "
           f"load average {psutil.getloadavg()[0]:.2f}; torch {torch.__version__}")
 
+    recorded, targets = [], []
     for setup in setups(args, device):
         settings = load_profile(setup.profile).training
         learning_rates = {b.stage: b.learning_rate for b in settings.schedule}
@@ -366,11 +414,24 @@ def main(argv=None) -> int:
                 deterministic():  # as run_schedule trains
             results = measure_stages(model, ext, batches, settings, learning_rates, device,
                                      autocast_for(device, dtype), bar)
-        report(setup, model.config, ext, counts, results, device, dtype, args.steps, build_seconds)
+        numbers, setup_targets = report(setup, model.config, ext, counts, results, device, dtype, args.steps,
+                                        build_seconds)
+        recorded.append(numbers)
+        targets += setup_targets
         del model
         _release_freed_memory()
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    record_dir = args.record_dir or (None if args.quick else _records().default_directory())
+    if record_dir is not None:
+        path = _records().write("stage_training", {"setups": recorded, "seed": args.seed,
+                                                "mfu": "not measured: model FLOPs utilisation needs the machine's "
+                                                       "matmul peak, which this benchmark does not measure yet"},
+                             script="stage_training.py", argv=argv, directory=record_dir, quick=args.quick,
+                             targets=targets, started=started_at, load_at_start=load_at_start)
+        print(f"\nrecorded in {path}")
+    else:
+        print("\nnot recorded (--quick without --record-dir)")
     return 0
 
 

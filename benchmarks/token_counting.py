@@ -32,7 +32,7 @@ process tree (the process and its helper processes, summed), sampled every 20 ms
 the process's start size before the method ran. Fast methods at 16 MB and below: best time of
 ``--repeats`` runs, interleaved; above 16 MB each method runs once.
 
-Targets (issue 25): the counter at least 3x the throughput of ``encode_batch`` at 1 GB; the
+Targets (the project's): the counter at least 3x the throughput of ``encode_batch`` at 1 GB; the
 counter's peak memory at 1 GB within 1.5x of its peak at 128 MB; and (the earlier target) at least
 2x ``encode_batch`` at 16 MB. From the numbers it extrapolates the time to count 100 GB on 2 and on
 64 cores (the assumptions are printed and recorded).
@@ -41,7 +41,7 @@ The result, with commit, date, machine and command, goes to ``results/benchmarks
 (``--record-dir`` elsewhere; ``--quick`` records only with ``--record-dir``). Ratios are measured
 side by side because the machine may be shared: absolute MB/s move with its load (recorded).
 
-    python benchmarks/token_counting.py                      # 16 MB, 128 MB, 1 GB (about 25 min on 2 cores)
+    python benchmarks/token_counting.py                      # 16 MB, 128 MB, 1 GB (8-20 min on 2 cores)
     python benchmarks/token_counting.py --quick              # a smoke run of seconds, not recorded
     python benchmarks/token_counting.py --megabytes 16 128 --record-dir /tmp/records
 """
@@ -260,17 +260,53 @@ def child(spec: dict) -> None:
         "counter w=1": lambda texts: token_frequency.count_token_frequencies(tokenizer, texts, progress=False,
                                                                              batch_size=BATCH, workers=1),
     }
+    import resource
+
+    def cpu_seconds() -> float:  # this process and its helpers (counted once they have exited)
+        own, helpers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + helpers.ru_utime + helpers.ru_stime
+
     texts = stream(spec["corpus"], spec["documents"])
     start_rss = psutil.Process().memory_info().rss
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     counts = methods[spec["method"]](texts)
     seconds = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_before
     np.save(spec["counts"], counts)
-    import resource
+    print("RESULT " + json.dumps({"seconds": seconds, "cpu_seconds": cpu, "start_rss": start_rss, **phases,
+                                  "peak_rss_self": own_peak_rss(),
+                                  "peak_rss_largest_helper": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                                  * 1024}))
 
-    print("RESULT " + json.dumps({"seconds": seconds, "start_rss": start_rss, **phases,
-                                  "maxrss_self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                                  "maxrss_children_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+
+def own_peak_rss() -> int | None:
+    """This process's peak RSS in bytes (Linux's VmHWM; ``ru_maxrss`` would carry over the forking
+    parent's peak across ``exec``), or None where /proc does not say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class LoadSampler(threading.Thread):
+    """The machine's one-minute load average every 10 s while the benchmark runs: how busy it was."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples, self.done = [], threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self.done.wait(10.0)
+
+    def summary(self) -> dict:
+        s = self.samples or [os.getloadavg()[0]]
+        return {"mean": sum(s) / len(s), "max": max(s), "min": min(s), "samples": len(s), "interval_seconds": 10.0}
 
 
 class TreePeak(threading.Thread):
@@ -308,9 +344,14 @@ def measure_once(method: str, corpus: Path, documents: int, tokenizer: Path, cou
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = TreePeak(process.pid)
     sampler.start()
-    out, err = process.communicate()
-    sampler.done.set()
-    sampler.join()
+    try:
+        out, err = process.communicate()
+    finally:
+        if process.poll() is None:  # this script was stopped: stop the measurement too
+            process.kill()
+            process.wait()
+        sampler.done.set()
+        sampler.join()
     lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not lines:
         raise RuntimeError(f"measuring {method} on {documents:,} documents failed (exit {process.returncode}):\n"
@@ -370,7 +411,7 @@ def feed_rate(corpus: Path, documents: int, nbytes: int) -> float:
     return nbytes / MB / (time.perf_counter() - started)
 
 
-def extrapolate(row: dict, cores_here: int, feed: float, heaps: dict | None, target_gb: float) -> dict:
+def extrapolate(rows: list[dict], cores_here: int, feed: float, heaps: dict | None, target_gb: float) -> dict:
     """Time to count ``target_gb`` GB on 2 and on 64 cores, from the largest size's counter run.
 
     Assumptions (recorded with the numbers): word counting takes time linear in the text, and
@@ -378,20 +419,38 @@ def extrapolate(row: dict, cores_here: int, feed: float, heaps: dict | None, tar
     process can feed batches (``feed``); encoding the distinct words takes time linear in their
     number at this run's rate, spread linearly over cores (the tokenizer's threads); the distinct
     words of fresh text follow the Heaps' law fitted to the first pass (without a fit, as many as
-    at the largest size). The final merge of the helpers' tables is not modelled."""
+    at the largest size). The final merge of the helpers' tables is not modelled. Memory: the
+    tree's peak grows with the distinct words at the rate measured between the smallest and the
+    largest size (bytes per distinct word); with more processes, each may hold every distinct word."""
+    row = rows[-1]
     counter = row["methods"]["counter"]
     mb = row["bytes"] / MB
-    words_rate = mb / counter["words_seconds"]  # MB/s with every core of this machine
-    per_process = words_rate / cores_here
+    words_rate = mb / counter["words_seconds"]  # MB/s with the counter's processes on this machine
+    per_process = words_rate / counter["processes"]
+    # the same work with a core to itself per process: the counter's MB per CPU second (all its processes)
+    per_core = mb / counter["cpu_seconds"]
     encode_rate = counter["distinct_words"] / counter["encode_seconds"] / cores_here  # words/s per core
     total_mb = target_gb * 1000
     distinct = heaps["k"] * (total_mb * MB) ** heaps["beta"] if heaps else counter["distinct_words"]
+    first = rows[0]["methods"]["counter"]
+    grown = counter["distinct_words"] - first["distinct_words"]
+    same = first["processes"] == counter["processes"]
+    per_word = (counter["peak_tree_rss"] - first["peak_tree_rss"]) / grown if same and grown > 0 else None
     out = {"gigabytes": target_gb, "distinct_words": distinct, "per_process_words_mb_per_s": per_process,
-           "feed_mb_per_s": feed, "encode_words_per_s_per_core": encode_rate, "cores": {}}
+           "feed_mb_per_s": feed, "encode_words_per_s_per_core": encode_rate, "cores": {},
+           "tree_bytes_per_distinct_word": per_word, "processes_measured": counter["processes"]}
+    out["per_core_cpu_mb_per_s"] = per_core
     for cores in (2, 64):
         counting = min(cores * per_process, feed)
         seconds = total_mb / counting + distinct / (encode_rate * cores)
-        out["cores"][str(cores)] = {"seconds": seconds, "hours": seconds / 3600,
+        idle = total_mb / min(cores * per_core, feed)  # encoding included: per_core is the whole counter's
+        memory = None
+        if per_word is not None and per_word > 0:
+            # each process's table may hold every distinct word: scale the per-process share
+            per_process_bytes = counter["start_rss"] + per_word * distinct / counter["processes"]
+            memory = cores * per_process_bytes
+        out["cores"][str(cores)] = {"seconds": seconds, "hours": seconds / 3600, "peak_memory_bytes": memory,
+                                    "seconds_a_core_each": idle, "feed_bound_a_core_each": cores * per_core > feed,
                                     "counting_mb_per_s": counting, "feed_bound": cores * per_process > feed}
     return out
 
@@ -401,11 +460,13 @@ def main(argv=None) -> int:
     if args.child:
         child(json.loads(args.child))
         return 0
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` still removes the temporary corpus
     started_at = time.time()
     load_at_start = os.getloadavg()[0]
     use_shared_data_if_unset()
 
-    import numpy as np
     import tokenizers
     from tqdm import tqdm
 
@@ -425,7 +486,11 @@ def main(argv=None) -> int:
     tokenizer = train_byte_level_bpe(train_texts, args.vocab_size, added_tokens=args.added_tokens)
     train_seconds = time.perf_counter() - started
     pool_bytes = sources["law"]["bytes"] + sources["reviews"]["bytes"]
-    record_dir = args.record_dir if (args.record_dir or not args.quick) else None
+    import records
+
+    record_dir = args.record_dir or (None if args.quick else records.default_directory())
+    load = LoadSampler()
+    load.start()
 
     print("Token counting: MB/s of UTF-8 input (higher is better) and peak memory of the process tree; "
           "every method counts every token exactly.")
@@ -479,6 +544,12 @@ def main(argv=None) -> int:
                 mb = cut["bytes"] / MB
                 for r in results.values():
                     r["mb_per_s"] = mb / r["seconds"]
+                    r["mb_per_cpu_second"] = mb / r["cpu_seconds"]
+                batches = -(-cut["documents"] // BATCH)
+                for name in ("counter", "counter w=1"):
+                    if name in results:  # the processes it counted words in (helpers only for long streams)
+                        many = name == "counter" and batches >= _MIN_BATCHES_FOR_HELPERS
+                        results[name]["processes"] = (os.cpu_count() or 1) if many else 1
                 rows.append({"megabytes": size, "bytes": cut["bytes"], "documents": cut["documents"],
                              "passes": cut["passes"], "tokens": results["encode_batch"]["tokens"],
                              "identical": identical, "methods": results,
@@ -493,6 +564,7 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     load_at_end = os.getloadavg()[0]
+    load.done.set()
     print_table(rows)
     print(f"\nload average at end: {load_at_end:.2f}")
     print(f"identical counts (all methods, all runs, all sizes): {'yes' if all_identical else 'NO'}")
@@ -505,12 +577,10 @@ def main(argv=None) -> int:
         print(f"  {t['goal']}: {value}{verdict}" + (f" ({t['note']})" if t["note"] else ""))
 
     target_gb = float(number("counting_corpus_gb").value)
-    projection = extrapolate(rows[-1], os.cpu_count() or 1, feed, heaps, target_gb)
+    projection = extrapolate(rows, os.cpu_count() or 1, feed, heaps, target_gb)
     print_extrapolation(projection, rows[-1], heaps, heaps_points)
 
     if record_dir is not None:
-        import records
-
         numbers = {"sizes_megabytes": sizes, "rows": rows, "identical": all_identical,
                    "corpus": {**sources, "pool_bytes": pool_bytes, "shuffle_seed": SHUFFLE_SEED,
                               "repeated": any(r["passes"] > 1 for r in rows),
@@ -521,10 +591,11 @@ def main(argv=None) -> int:
                    "method": {"timing": f"each run in a fresh process; best of {args.repeats} at "
                                         f"{SMALL_MEGABYTES:g} MB and below, one run above",
                               "memory": f"peak RSS summed over the process tree (psutil, every "
-                                        f"{SAMPLE_SECONDS * 1000:.0f} ms); maxrss from getrusage as a check",
+                                        f"{SAMPLE_SECONDS * 1000:.0f} ms); as a check, the measuring process's own "
+                                        f"peak (VmHWM) and its largest helper's (ru_maxrss of its children)",
                               "batch_documents": BATCH, "megabyte": MB},
                    "feed_mb_per_s": feed, "heaps": {"fit": heaps, "points": heaps_points},
-                   "extrapolation": projection, "load_average_end": load_at_end}
+                   "extrapolation": projection, "load_average_during": load.summary()}
         path = records.write("token_counting", numbers, script="token_counting.py", argv=argv,
                              directory=record_dir, quick=args.quick, targets=targets, started=started_at,
                              load_at_start=load_at_start)
@@ -548,10 +619,14 @@ def print_table(rows: list[dict]) -> None:
               f" {row['counter_over_encode_batch']:>8.2f}x {m['counter']['peak_tree_rss'] / MB:>10.0f}"
               f" {m['encode_batch']['peak_tree_rss'] / MB:>12.0f} {'yes' if row['identical'] else 'NO':>9}")
     for row in rows:
-        c = row["methods"]["counter"]
+        c, e = row["methods"]["counter"], row["methods"]["encode_batch"]
         print(f"  {row['bytes'] / MB:.1f} MB, counter: words counted in {c['words_seconds']:.1f} s, "
-              f"{c['distinct_words']:,} distinct words encoded in {c['encode_seconds']:.1f} s; "
-              f"the process started at {c['start_rss'] / MB:.0f} MB")
+              f"{c['distinct_words']:,} distinct words encoded in {c['encode_seconds']:.1f} s; the process started "
+              f"at {c['start_rss'] / MB:.0f} MB (its own peak {(c.get('peak_rss_self') or 0) / MB:.0f} MB, its "
+              f"helper's {(c.get('peak_rss_largest_helper') or 0) / MB:.0f} MB); MB per CPU second (all processes "
+              f"and threads): counter "
+              f"{c['mb_per_cpu_second']:.2f}, encode_batch {e['mb_per_cpu_second']:.2f} "
+              f"({c['mb_per_cpu_second'] / e['mb_per_cpu_second']:.2f}x)")
 
 
 def _row_at(rows: list[dict], megabytes: float) -> dict | None:
@@ -566,32 +641,32 @@ def evaluate_targets(rows: list[dict], quick: bool) -> list[dict]:
     row = _row_at(rows, at)
     goal = f"counter >= {ratio:g}x encode_batch at {at:g} MB"
     if row is None or quick:
-        out.append(records.target("speed at 1 GB", goal, None, None, "x", "not measured in this run"))
+        out.append(records.target("speed at 1 GB", goal, ratio, None, None, "x", "not measured in this run"))
     else:
         measured = row["counter_over_encode_batch"]
-        out.append(records.target("speed at 1 GB", goal, measured, measured >= ratio, "x"))
+        out.append(records.target("speed at 1 GB", goal, ratio, measured, measured >= ratio, "x"))
     ratio, small, large = MEMORY_TARGET
     first, second = _row_at(rows, small), _row_at(rows, large)
     goal = f"counter's peak memory at {large:g} MB <= {ratio:g}x its peak at {small:g} MB"
     if first is None or second is None or quick:
-        out.append(records.target("memory from 128 MB to 1 GB", goal, None, None, "x", "not measured in this run"))
+        out.append(records.target("memory from 128 MB to 1 GB", goal, ratio, None, None, "x", "not measured in this run"))
     else:
         measured = second["methods"]["counter"]["peak_tree_rss"] / first["methods"]["counter"]["peak_tree_rss"]
-        out.append(records.target("memory from 128 MB to 1 GB", goal, measured, measured <= ratio, "x"))
+        out.append(records.target("memory from 128 MB to 1 GB", goal, ratio, measured, measured <= ratio, "x"))
     ratio, at = EARLIER_TARGET
     row = _row_at(rows, at)
     goal = f"counter >= {ratio:g}x encode_batch at {at:g} MB"
     if row is None or quick:
-        out.append(records.target("speed at 16 MB", goal, None, None, "x", "not measured in this run"))
+        out.append(records.target("speed at 16 MB", goal, ratio, None, None, "x", "not measured in this run"))
     else:
         measured = row["counter_over_encode_batch"]
-        out.append(records.target("speed at 16 MB", goal, measured, measured >= ratio, "x"))
+        out.append(records.target("speed at 16 MB", goal, ratio, measured, measured >= ratio, "x"))
     return out
 
 
 def print_extrapolation(projection: dict, row: dict, heaps: dict | None, points: list) -> None:
     gb = projection["gigabytes"]
-    print(f"\nextrapolated to {gb:g} GB (the paper's corpus), from the counter at {row['bytes'] / MB:,.0f} MB:")
+    print(f"\nextrapolated to {gb:g} GB (the paper's corpus), from the counter at {row['bytes'] / MB:,.1f} MB:")
     if heaps:
         print(f"  distinct words: Heaps' law fitted to the first pass ({heaps['points']} points from 1 MB), "
               f"words = {heaps['k']:.3g} x bytes^{heaps['beta']:.3f}: {projection['distinct_words']:,.0f} at {gb:g} GB "
@@ -599,14 +674,22 @@ def print_extrapolation(projection: dict, row: dict, heaps: dict | None, points:
               f"the first pass)")
     else:
         print(f"  distinct words: no Heaps fit ({len(points)} point(s)); taken as at the largest size")
-    print(f"  word counting {projection['per_process_words_mb_per_s']:.2f} MB/s per process (measured here, "
-          f"all cores busy), linear in processes up to the feed rate of one process, "
+    print(f"  word counting {projection['per_process_words_mb_per_s']:.2f} MB/s per process (measured here with "
+          f"{row['methods']['counter']['processes']} process(es)), linear in processes up to the feed rate of one process, "
           f"{projection['feed_mb_per_s']:.0f} MB/s; distinct words encoded at "
           f"{projection['encode_words_per_s_per_core']:,.0f} per second per core, linear in cores; "
           f"the helpers' final merge not modelled")
+    if projection["tree_bytes_per_distinct_word"] is not None:
+        print(f"  memory: {projection['tree_bytes_per_distinct_word']:.0f} bytes of the process tree per distinct "
+              f"word (between the smallest and the largest size, {projection['processes_measured']} process(es)); "
+              f"with more processes each may hold every distinct word")
     for cores, p in projection["cores"].items():
         bound = " (bound by the feed rate)" if p["feed_bound"] else ""
-        print(f"  {cores} cores: {p['hours']:.2f} h at {p['counting_mb_per_s']:.0f} MB/s{bound}")
+        memory = "" if p["peak_memory_bytes"] is None else f", peak memory about {p['peak_memory_bytes'] / 1e9:,.0f} GB"
+        idle = " (bound by the feed rate)" if p["feed_bound_a_core_each"] else ""
+        print(f"  {cores} cores: {p['hours']:.2f} h at {p['counting_mb_per_s']:.0f} MB/s{bound}{memory}; with a core "
+              f"to itself per process ({projection['per_core_cpu_mb_per_s']:.2f} MB per CPU second): "
+              f"{p['seconds_a_core_each'] / 3600:.2f} h{idle}")
 
 
 if __name__ == "__main__":

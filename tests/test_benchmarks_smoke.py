@@ -7,6 +7,7 @@ give identical counts.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,21 +17,63 @@ from eeve_lib.method.stages import STAGES
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_quick(script: str) -> subprocess.CompletedProcess:
+def run_quick(script: str, *args: str) -> subprocess.CompletedProcess:
     # The environment (EEVE_DATA_DIR from conftest) is inherited.
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"], cwd=ROOT,
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
 
 
-def test_token_counting_quick_gives_identical_counts():
-    result = run_quick("token_counting.py")
+def read_record(folder: Path, name: str) -> dict:
+    """The record a quick run wrote into ``folder``, with the fields every record has."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from records import FIELDS
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert [p.name for p in folder.iterdir()] == [f"{name}.json"]  # written whole: no temporary file left
+    record = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+    assert set(FIELDS) <= set(record), set(FIELDS) - set(record)
+    assert record["benchmark"] == name and record["quick"] is True and "--quick" in record["command"]
+    assert set(record["git"]) == {"commit", "dirty"}
+    assert {"cpu_model", "cpu_count", "memory_bytes", "torch_threads"} <= set(record["hardware"])
+    for target in record["targets"]:
+        assert {"name", "goal", "threshold", "measured", "met"} <= set(target)
+    return record
+
+
+def test_token_counting_quick_gives_identical_counts(tmp_path):
+    result = run_quick("token_counting.py", "--record-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "identical counts (all methods, all runs, all sizes): yes" in result.stdout
+    record = read_record(tmp_path, "token_counting")
+    assert record["identical"] is True
+    # the quick pool is smaller than the largest size: the text is repeated, shuffled, and says so
+    assert record["corpus"]["repeated"] and record["rows"][-1]["passes"] > 1
+    for row in record["rows"]:
+        counter = row["methods"]["counter"]
+        assert row["identical"] and counter["peak_tree_rss"] > 0 and counter["mb_per_s"] > 0
+        assert counter["distinct_words"] > 0 and "encode_batch" in row["methods"]
+    # the 1 GB and 128 MB targets are not evaluated on a quick run, only named
+    assert [t["met"] for t in record["targets"]] == [None, None, None]
+    assert set(record["extrapolation"]["cores"]) == {"2", "64"}
 
 
-def test_stage_training_quick_runs_every_stage():
-    result = run_quick("stage_training.py")
+def test_a_quick_run_records_nothing_unless_asked(tmp_path):
+    env = {**os.environ, "EEVE_RESULTS_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "token_counting.py"), "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "not recorded" in result.stdout and not any(tmp_path.iterdir())
+
+
+def test_stage_training_quick_runs_every_stage(tmp_path):
+    result = run_quick("stage_training.py", "--record-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = read_record(tmp_path, "stage_training")
+    assert [list(setup["stages"]) for setup in record["setups"]] == [[str(n) for n in STAGES]]
+    assert all(t["met"] is not None for t in record["targets"])
     table = result.stdout.split("optimizer state B\n", 1)[1]
     assert [line.split()[0] for line in table.splitlines()[:7]] == [str(n) for n in STAGES]
     # Not a timing: stage 1 holds Adam state for the new input rows alone, exactly.

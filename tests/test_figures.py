@@ -48,6 +48,10 @@ FIGURES = {
     "replay_tradeoff": lambda: plots.replay_tradeoff([0.0, 0.5, 0.75], [_spread(4.9), _spread(5.3), _spread(5.6)],
                                                      [_spread(2.5), _spread(2.2), _spread(2.15)], (9.0, 2.12),
                                                      "English replay (tiny)"),
+    "counting_scaling": lambda: plots.counting_scaling(
+        [16, 128, 1000], {"counter": [5.1, 5.6, 5.9], "encode_batch": [2.1, 2.0, 2.0], "naive": [0.9, None, None]},
+        {"counter": [210, 330, 340], "encode_batch": [95, 96, 96], "naive": [80, None, None]},
+        "Counting on 2 cores (2026-01-02)"),
     "headline": lambda: plots.headline({
         "tiny (this build)": [{"arm": a, "seeds": 3, "korean": _spread(0.6 + k / 50), "english": _spread(1.0 + k / 100)}
                               for k, a in enumerate(ARMS)],

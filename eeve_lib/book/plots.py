@@ -367,3 +367,35 @@ def headline(runs: dict[str, list[dict[str, Any]]]):
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
               frameon=False)
     return fig
+
+
+@readable
+def counting_scaling(megabytes: Sequence[float], speed: dict[str, Sequence[float | None]],
+                     memory: dict[str, Sequence[float | None]], title: str):
+    """The Performance page: throughput (MB/s) and peak memory (MB of the process tree) of each
+    counting method against the corpus size, both on log-scaled sizes; a method measured at some
+    sizes only (None elsewhere) is drawn where it was measured."""
+    fig, (top, bottom) = _figure(nrows=2, height=3.0)
+    x = np.asarray(megabytes, dtype=float)
+    for k, name in enumerate(speed):
+        for ax, values in ((top, speed[name]), (bottom, memory.get(name))):
+            if values is None:
+                continue
+            v = np.array([np.nan if y is None else y for y in values], dtype=float)
+            ax.plot(x, v, "os^Dv"[k % 5] + "-", color=f"C{k % 10}", label=name)
+    for ax in (top, bottom):
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{m / 1000:g} GB" if m >= 1000 else f"{m:g} MB" for m in x])
+        ax.minorticks_off()
+        ax.set_xlabel("corpus size")
+        ax.set_ylim(bottom=0)
+    top.set_ylabel("MB/s (higher is better)")
+    top.set_title("Throughput")
+    if speed:
+        highest = max((v for values in speed.values() for v in values if v is not None), default=1.0)
+        top.set_ylim(0, highest * 1.7)  # room above the lines for the legend
+        top.legend(loc="upper left", ncol=2)
+    bottom.set_ylabel("peak memory (MB)")
+    bottom.set_title("Peak memory of the process tree")
+    fig.suptitle(title)
+    return fig
