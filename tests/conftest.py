@@ -174,3 +174,14 @@ def assert_offline_run_stops_at_chapter_00(profile_name: str, tmp_path: Path, mo
         run_book(profile_name, run_dir=tmp_path / "run", progress=False)
     assert "00_base_model" in str(e.value) and "OfflineError" in str(e.value)
     assert not (tmp_path / "run" / "base").exists()
+
+
+@pytest.fixture
+def fake_book(tmp_path, monkeypatch):
+    """Point the runner at a folder of fake chapters (in this process)."""
+    from eeve_lib.pipeline import runner
+
+    book = tmp_path / "book"
+    monkeypatch.setattr(runner, "BOOK_DIR", book)
+    monkeypatch.setattr(runner, "chapters_in_order", lambda: sorted(p.stem for p in book.glob("*.ipynb")))
+    return book

@@ -142,17 +142,6 @@ def test_a_corpus_of_one_repeated_line_says_so_instead_of_empty(tmp_path, monkey
 # Item 10: SIGTERM, a full disk, a profile name that is a path, checksums that differ, hints
 
 
-@pytest.fixture
-def fake_book(tmp_path, monkeypatch):
-    """Point the runner at a folder of fake chapters (in this process)."""
-    from eeve_lib.pipeline import runner
-
-    book = tmp_path / "book"
-    monkeypatch.setattr(runner, "BOOK_DIR", book)
-    monkeypatch.setattr(runner, "chapters_in_order", lambda: sorted(p.stem for p in book.glob("*.ipynb")))
-    return book
-
-
 def test_sigterm_is_ctrl_c_one_line_the_resume_command_report_interrupted_no_temporaries(tmp_path):
     book, run, flag = tmp_path / "book", tmp_path / "run", tmp_path / "kernel.pid"
     fake_chapter(book, "00_fake", "x = 1")

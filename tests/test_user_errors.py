@@ -386,17 +386,6 @@ def fake_chapter(folder: Path, name: str, *cells: str) -> Path:
     return folder / f"{name}.ipynb"
 
 
-@pytest.fixture
-def fake_book(tmp_path, monkeypatch):
-    """Point the runner at a folder of fake chapters (in this process)."""
-    from eeve_lib.pipeline import runner
-
-    book = tmp_path / "book"
-    monkeypatch.setattr(runner, "BOOK_DIR", book)
-    monkeypatch.setattr(runner, "chapters_in_order", lambda: sorted(p.stem for p in book.glob("*.ipynb")))
-    return book
-
-
 def test_progress_inside_a_chapter_and_no_kernel_noise(fake_book, tmp_path, capfd):
     from eeve_lib.pipeline.runner import run_book
 
