@@ -3,8 +3,8 @@ checkpointing and batch shapes, for every stage, all in one run (the smol profil
 
 The model is the smol profile's base (de-quantised from its GGUF file as chapter 0 does), untied and
 grown by ``--new-tokens`` rows initialised from their pieces' mean, as chapter 3 does; every stage
-runs the project's own code path (``install_stage``, the stage's AdamW, ``train_step``,
-``merge_stage``) through ``benchmarks/stage_training.py``'s ``measure_stages``. Measured, in one
+runs the project's own loop (``train_stage_loop``: ``install_stage``, the stage's AdamW,
+``train_step``, ``merge_stage``) through ``benchmarks/stage_training.py``'s ``measure_stages``. Measured, in one
 process and one after the other:
 
   dtype       float32, and bfloat16 autocast over float32 master weights (training.dtype), every
@@ -18,7 +18,7 @@ are tokens of a step over its mean wall time. The result, with commit, date, har
 command, goes to ``results/benchmarks/smol_speed.json``; the performance page shows it.
 
     python benchmarks/smol_speed.py                # the whole comparison (about 10 minutes on 2 cores)
-    python benchmarks/smol_speed.py --quick        # smoke run: a 2-layer cut, one timed step
+    python benchmarks/smol_speed.py --quick        # smoke run: a 2-layer cut, short batches, one timed step
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class _Progress:  # measure_stages reports progress through a tqdm-like object
 
 def extended_smol(new_tokens: int, layers: int | None):
     """SmolLM2's de-quantised base, untied, with ``new_tokens`` rows initialised from piece means."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from eeve_lib.method.embedding_init import Extension, untie_embeddings
     from eeve_lib.pipeline.base import gguf_file
@@ -63,7 +63,9 @@ def extended_smol(new_tokens: int, layers: int | None):
         raise SystemExit("SmolLM2's GGUF file is missing: run `make setup` (eeve fetch-data --profile smol).")
     # transformers de-quantises while loading; the model is trained here, never saved
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    base_size = len(AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name))
+    # SmolLM2's embedding has one row per token of its tokenizer (49,152): the rows are the base's
+    # tokens, and the tokenizer is not parsed out of the file a second time (half the loading time).
+    base_size = model.get_input_embeddings().weight.shape[0]
     if layers is not None:
         model.model.layers = model.model.layers[:layers]
         model.config.num_hidden_layers = layers
@@ -137,7 +139,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=2, help="timed steps per stage after the warm-up (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: chapter 4's run)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 layers, 1 timed step, not recorded")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2 layers, batches a quarter as wide and long, 1 timed step, not recorded")
     args = parser.parse_args(argv)
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
@@ -149,6 +152,9 @@ def main(argv=None) -> int:
             ("bfloat16 + checkpointing", [1, 6], 8, 128, torch.bfloat16, True),
             ("bfloat16, 4 x 256", [6], 4, 256, torch.bfloat16, False),
             ("bfloat16, 16 x 64", [6], 16, 64, torch.bfloat16, False)]
+    if args.quick:  # a smoke run checks that every setting runs and keeps frozen rows: a quarter of each side
+        plan = [(label, stages, batch // 4, seq_len // 4, dtype, ckpt)
+                for label, stages, batch, seq_len, dtype, ckpt in plan]
     rows = []
     started = time.time()
     for label, stages, batch, seq_len, dtype, checkpointing in plan:

@@ -10,11 +10,12 @@ Two models with random weights (fixed seed) whose embeddings already have the ex
         AdamW fits in memory (what was cut is printed); on a GPU the default is all 32 layers
         and 2048-token windows in bf16 autocast, as the full profile trains.
 
-Each stage runs the project's own code path: ``eeve_lib.method.row_split.install_stage`` splits
-and freezes the model, ``stage_optimizer`` (the AdamW of ``train_stage``) is built over the
-trainable tensors, one warm-up step and ``--steps`` timed steps of the library's ``train_step``
-run (forward, loss, backward, gradient clipping, optimizer step: the body of ``train_stage``'s
-loop), and ``merge_stage`` puts the model back together. Printed
+Each stage runs the project's own loop, ``eeve_lib.method.training_loop.train_stage_loop``, with
+its plain engine (one process, plain torch) timed: ``install_stage`` splits and freezes the
+model, ``stage_optimizer`` (the AdamW every profile trains with) is built over the trainable
+tensors, one warm-up step and ``--steps`` timed steps of the library's ``train_step`` run
+(forward, loss, backward, gradient clipping, optimizer step), and ``merge_stage`` puts the model
+back together. Printed
 per stage, all measured side by side in one run:
 
   step s           mean wall time of a timed step (after the warm-up step)
@@ -52,6 +53,10 @@ from pathlib import Path
 
 import psutil
 import torch
+
+from eeve_lib.method.row_split import optimizer_state_bytes
+from eeve_lib.method.stages import STAGES
+from eeve_lib.method.training_loop import PlainEngine, train_stage_loop
 
 PHI2_LAYERS = 32
 EEVE_NEW_TOKENS = 8_960  # EEVE-Korean's new tokens
@@ -165,44 +170,51 @@ class StageResult:
 
 def measure_stages(model, ext, batches: torch.Tensor, settings, learning_rates: dict[int, float],
                    device: torch.device, autocast, progress) -> list[StageResult]:
-    """Install, warm up, time and merge every stage in turn; ``batches`` holds one batch per step."""
-    from eeve_lib.method.row_split import install_stage, merge_stage, optimizer_state_bytes, stage_optimizer
-    from eeve_lib.method.stage_loop import train_step
-    from eeve_lib.method.stages import STAGES
-
-    def synchronize():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
+    """Run every stage in turn through the library's own loop (``train_stage_loop``) with a
+    :class:`TimedEngine`; ``batches`` holds one batch per step, the first a warm-up."""
     results = []
     for stage in STAGES.values():
         progress.set_postfix_str(f"stage {stage.number}")
-        trainable = install_stage(model, stage, ext)
-        optimizer = stage_optimizer(trainable, learning_rates[stage.number], settings.weight_decay)
-        model.train()
-
-        def step(batch):  # the library's own step, as train_stage runs it on one device
-            return float(train_step(model, batch, optimizer, [p for _, p in trainable], vocab_limit=ext.target_size,
-                                    grad_clip=settings.grad_clip, autocast=autocast))
-
-        with PeakMemory(device) as memory:
-            step(batches[0])  # warm-up: allocates the optimizer state and the gradients
-        progress.update(1)
-        state_bytes = optimizer_state_bytes(optimizer)
-        seconds = []
-        for batch in batches[1:]:
-            synchronize()
-            started = time.perf_counter()
-            step(batch)
-            synchronize()
-            seconds.append(time.perf_counter() - started)
-            progress.update(1)
-        results.append(StageResult(stage.number, stage.name, sum(p.numel() for _, p in trainable),
-                                   sum(seconds) / len(seconds), memory.peak, state_bytes))
-        del optimizer, trainable, step
-        merge_stage(model)
+        engine = TimedEngine(batches, [learning_rates[stage.number]] * len(batches), vocab_limit=ext.target_size,
+                             grad_clip=settings.grad_clip, weight_decay=settings.weight_decay, autocast=autocast,
+                             device=device, progress=progress)
+        train_stage_loop(model, stage, ext, engine)
+        results.append(StageResult(stage.number, stage.name, engine.trainable_count,
+                                   sum(engine.seconds) / len(engine.seconds), engine.peak, engine.state_bytes))
+        del engine
         _release_freed_memory()
     return results
+
+
+class TimedEngine(PlainEngine):
+    """The plain engine (one process, plain torch) with every step after the first timed, and the
+    first step's peak memory (it allocates the optimizer state and the gradients) measured."""
+
+    def __init__(self, *args, device: torch.device, progress, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.device, self.progress, self.seconds, self.peak, self.state_bytes = device, progress, [], 0, 0
+
+    def prepare(self, model, trainable):
+        self.trainable_count = sum(p.numel() for _, p in trainable)
+        return super().prepare(model, trainable)
+
+    def _synchronize(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def step(self, train_model, batch, optimizer, params):
+        if not self.state_bytes:  # the warm-up step
+            with PeakMemory(self.device) as memory:
+                loss = super().step(train_model, batch, optimizer, params)
+            self.peak, self.state_bytes = memory.peak, optimizer_state_bytes(optimizer)
+        else:
+            self._synchronize()
+            started = time.perf_counter()
+            loss = super().step(train_model, batch, optimizer, params)
+            self._synchronize()
+            self.seconds.append(time.perf_counter() - started)
+        self.progress.update(1)
+        return loss
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
+import subprocess
 import sys
 import threading
+import time
 
 from .errors import EeveError
+
+# Each command imports what it needs inside its function, not at the top: `eeve --help`, `eeve
+# profiles` and a refused command answer at once, without loading torch and the book's libraries.
 
 
 class Terminated(KeyboardInterrupt):
@@ -100,8 +106,6 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _prepare_full_dry(args: argparse.Namespace) -> None:
-    import os
-
     from .pipeline.full_dry import prepare_full_dry_base
 
     # --output is a path of the user's, so relative to where the command runs (the profile's own
@@ -114,8 +118,6 @@ def _prepare_full_dry(args: argparse.Namespace) -> None:
 def _launch_rank() -> int:
     """This process's rank in an ``accelerate launch`` (torchrun or MPI), read from the environment
     without starting accelerate's state; 0 when run alone."""
-    import os
-
     for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
         if os.environ.get(name, "").isdigit():
             return int(os.environ[name])
@@ -125,8 +127,6 @@ def _launch_rank() -> int:
 def _await_branch(book, student, timeout: float = 600.0) -> None:
     """The other processes of a launch wait while the main one starts the student's run from the
     book's (:func:`eeve_lib.pipeline.rundir.branch`: each step folder appears whole, renamed into place)."""
-    import time
-
     from .pipeline.paths import STEP_FOLDERS
     from .pipeline.rundir import is_run_dir
 
@@ -140,8 +140,6 @@ def _await_branch(book, student, timeout: float = 600.0) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    import contextlib
-
     from .pipeline import rundir
     from .pipeline.paths import run_paths
     from .pipeline.profiles import load_profile, parse_overrides
@@ -173,9 +171,6 @@ def _record(args: argparse.Namespace) -> None:
 
 
 def _lab(args: argparse.Namespace) -> None:
-    import os
-    import subprocess
-
     from .book.lab import KERNEL_NAME, install_kernel_command, kernel_installed, lab_command, lab_copies
     from .pipeline.paths import run_paths
     from .pipeline.profiles import load_profile

@@ -14,14 +14,14 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .errors import EeveError
+
 
 def resolve_device(device: str | None) -> torch.device:
     """``auto`` means CUDA when available, else CPU."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from .errors import EeveError
-
         raise EeveError(f"device {device!r} was asked for, but no CUDA GPU is visible. Use device 'cpu' or 'auto'.")
     return torch.device(device)
 

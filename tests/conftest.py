@@ -99,6 +99,23 @@ def assert_padding_never_generated(model, tok, prompt: str, new_tokens: int) -> 
     assert int(out.max()) < len(tok)
 
 
+def assert_words_cut_by_hand(tokenizer, lines, limit: int = 3000) -> int:
+    """Chapter 00's hand rule (``family.tokenize_word``) gives what ``tokenizer`` returns, for each
+    distinct word of letters in ``lines`` (up to ``limit``); returns how many words were checked."""
+    import unicodedata
+
+    from eeve_lib.method.families import family_of, merge_pairs, tokenizer_json
+
+    family = family_of(tokenizer)
+    vocab = tokenizer.get_vocab()
+    ranks = {pair: rank for rank, pair in enumerate(merge_pairs(tokenizer_json(tokenizer)["model"]))}
+    words = list(dict.fromkeys(w for line in lines for w in line.split()
+                               if w.isalpha() and unicodedata.is_normalized("NFC", w)))[:limit]
+    for word in words:
+        assert family.tokenize_word(word, ranks, vocab) == tokenizer.tokenize(word), word
+    return len(words)
+
+
 def dry_cut_down(last_stage: int) -> dict:
     """full-dry's and solar-dry's shapes with three one-step stages (1, 4, ``last_stage``) on short windows."""
     return {

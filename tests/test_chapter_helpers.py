@@ -32,7 +32,7 @@ def test_source_markdown_is_the_library_source_in_a_python_block():
     from eeve_lib.method.candidates import extract_candidates, is_hangul
 
     text = notebook.source_markdown(is_hangul, extract_candidates)
-    assert text.startswith("```python\n# eeve_lib.method.candidates.is_hangul\n") and text.endswith("\n```")
+    assert text.startswith("```python\n# eeve_lib.method.hangul.is_hangul\n") and text.endswith("\n```")
     for function in (is_hangul, extract_candidates):
         assert inspect.getsource(function).strip() in text
 

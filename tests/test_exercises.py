@@ -276,7 +276,6 @@ def book_run(tmp_path, monkeypatch):
     from eeve_lib.pipeline.paths import RUN_MARKER
 
     monkeypatch.setenv("EEVE_RUNS_DIR", str(tmp_path))
-    monkeypatch.delenv("EEVE_RUNNER_RUN_DIR", raising=False)
     book = tmp_path / "tiny"
     (book / "base").mkdir(parents=True)
     atomic.write_json(book / RUN_MARKER, {"eeve_run_directory": 1, "profile": "tiny"})
@@ -315,16 +314,21 @@ def test_other_settings_use_a_students_run_started_from_the_books(book_run, caps
     assert again.root == student and copied.read_bytes() == b"student weights"
 
 
-def test_the_runner_and_an_explicit_run_dir_are_never_redirected(book_run, tmp_path, monkeypatch):
+def test_a_chapter_lands_where_eeve_run_would_run_its_settings(book_run, tmp_path):
+    """One rule: an explicit run_dir is never redirected; a device alone keeps the book's run; other
+    settings go to the student's run, for a chapter opened by hand and for ``eeve run`` alike."""
     from eeve_lib.book import notebook
-    from eeve_lib.pipeline.runner import RUNNER_ENV
+    from eeve_lib.pipeline.profiles import load_profile
+    from eeve_lib.pipeline.runner import settings_run_dir
 
     _, paths = notebook.setup("tiny", run_dir=str(tmp_path / "mine"), overrides=MICRO)
     assert paths.root == (tmp_path / "mine").resolve()
-    monkeypatch.setenv(RUNNER_ENV, str(book_run))
-    _, paths = notebook.setup("tiny", overrides=MICRO)  # eeve run --overrides ...: the runner's run
-    assert paths.root == book_run
+    _, paths = notebook.setup("tiny", device="cpu")  # eeve run --device cpu: the book's run
+    assert paths.root == book_run and settings_run_dir("tiny", load_profile("tiny", {"device": "cpu"})) is None
     assert not (book_run.parent / "tiny-student").exists()
+    _, paths = notebook.setup("tiny", overrides=MICRO)
+    runner_home = settings_run_dir("tiny", load_profile("tiny", MICRO), progress=False)
+    assert paths.root == runner_home == book_run.parent / "tiny-student"
 
 
 def test_a_student_run_name_is_one_word(book_run):

@@ -166,7 +166,7 @@ def test_run_substitutions_measure_the_run(tmp_path):
     subs = run_substitutions(report, tmp_path, environment=tmp_path)
     assert subs["run_total_time"] == "3.0 min" and subs["time_00_base_model"] == "30 s"
     assert subs["run_profile"] == "tiny" and subs["run_cpu_count"] == "2"
-    from eeve_lib.book.build import disk_usage
+    from eeve_lib.pipeline.rundir import disk_usage
 
     assert disk_usage(tmp_path) == (tmp_path / "a").stat().st_blocks * 512  # the hard link adds nothing
     assert subs["run_size"].endswith(" KB")

@@ -117,7 +117,7 @@ def running_lab(home: Path, root: Path = BOOK):
     """JupyterLab with ``make lab``'s command line rooted at ``root``, on a free port with a random
     token and private Jupyter folders under ``home``; stopped by its process id afterwards."""
     port, token = _free_port(), secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if k != "EEVE_RUNNER_RUN_DIR"}
+    env = dict(os.environ)
     # Private Jupyter folders: nothing of the user's configuration, nothing written to theirs.
     env.update({"JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
                 "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython")})

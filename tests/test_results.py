@@ -17,7 +17,8 @@ from eeve_lib.method.sampling import build_training_data, sample_batches
 from eeve_lib.pipeline.evaluation import arm_of
 from eeve_lib.pipeline.paths import run_paths
 from eeve_lib.pipeline.profiles import load_profile
-from eeve_lib.pipeline.training import MAIN_ARM, ablation_arms, arm_paths, arm_seeds
+from eeve_lib.pipeline.arm import MAIN_ARM, ablation_arms
+from eeve_lib.pipeline.training import arm_paths, arm_seeds
 
 
 class _Tok:
@@ -114,23 +115,20 @@ def test_base_korean_share_is_drawn_and_the_tokenizer_stays_english(micro_base, 
 
 
 def test_pretraining_draws_korean_at_its_share():
-    from types import SimpleNamespace
-
     from eeve_lib.method.base_model import build_phi_config, new_model, pretrain
 
     config = build_phi_config({"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
                                "num_attention_heads": 2, "max_position_embeddings": 64}, 64, 0)
-    settings_ = SimpleNamespace(steps=50, batch_size=8, seq_len=8, learning_rate=1e-3, warmup_steps=1,
-                                weight_decay=0.0, log_every=10)
+    budget = dict(steps=50, batch_size=8, seq_len=8, learning_rate=1e-3, warmup_steps=1, weight_decay=0.0,
+                  log_every=10, seed=5, device=torch.device("cpu"), progress=False)
     english, korean = torch.randint(0, 32, (500,)), torch.randint(32, 64, (500,))
     torch.manual_seed(0)
-    log = pretrain(new_model("phi", config), english, english, settings_, 5, torch.device("cpu"), False,
+    log = pretrain(new_model("phi", config), english, english, **budget,
                    korean_stream=korean, korean_share=0.25, korean_validation=korean)
     assert abs(log["korean_windows"] / (50 * 8) - 0.25) < 0.07
     assert len(log["korean_validation_loss"]) == len(log["validation_loss"])
     with pytest.raises(EeveError, match="korean_share"):
-        pretrain(new_model("phi", config), english, english, settings_, 5, torch.device("cpu"), False,
-                 korean_stream=korean[:4], korean_share=0.25)
+        pretrain(new_model("phi", config), english, english, **budget, korean_stream=korean[:4], korean_share=0.25)
 
 
 def test_record_refuses_an_incomplete_run_and_records_a_complete_one(micro_run, tmp_path):

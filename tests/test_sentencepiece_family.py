@@ -29,7 +29,7 @@ from eeve_lib.method.target_tokenizer import build_target_tokenizer, unreachable
 from eeve_lib.method.token_frequency import count_token_frequencies, count_words
 from eeve_lib.pipeline.corpora import load_corpus
 from eeve_lib.pipeline.profiles import load_profile
-from tests.conftest import MICRO, assert_stages_keep_frozen_blocks
+from tests.conftest import MICRO, assert_stages_keep_frozen_blocks, assert_words_cut_by_hand
 
 FAMILY = "SentencePiece BPE"
 NEWS = Path(os.environ["EEVE_DATA_DIR"]) / "ko-en-news"
@@ -95,6 +95,11 @@ def test_the_base_is_a_llama_style_sentencepiece_bpe(expansion):
     assert [t["content"] for t in spec["added_tokens"]] == ["<unk>", "<s>", "</s>"]
     assert not any(contains_hangul(t) for t in vocab), "an English vocabulary: every Hangul syllable falls back to bytes"
     assert base("대").input_ids[1:] == [vocab[p] for p in ("▁", "<0xEB>", "<0x8C>", "<0x80>")]
+
+
+def test_chapter_00s_hand_rule_cuts_every_word_as_the_tokenizer_does(expansion):
+    lines = expansion["korean"].validation + expansion["english"].validation
+    assert assert_words_cut_by_hand(expansion["base"], lines) == 3000
 
 
 def test_the_target_keeps_the_base_pipeline_and_appends(expansion):

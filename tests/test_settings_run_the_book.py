@@ -61,8 +61,9 @@ def test_the_readme_student_example_runs_every_chapter(micro_run, tmp_path, caps
     from eeve_lib.pipeline.runner import chapters_in_order
 
     run_dir = started_from(micro_run["run_dir"], tmp_path / "student")
+    # one seed: a new init retrains every arm, and the second seed adds time, not a code path
     rc = main(["run", "--profile", "tiny", "--run-dir", str(run_dir),
-               "--overrides", json.dumps({**MICRO, "embedding_init": "random"})])
+               "--overrides", json.dumps({**MICRO, "embedding_init": "random", "ablations.seeds": 1})])
     assert rc == 0, capsys.readouterr().err[-4000:]
     assert statuses(run_dir) == {c: "completed" for c in chapters_in_order()}
     chapter_03 = run_dir / "executed" / "03_embedding_init.ipynb"
@@ -114,6 +115,10 @@ def test_a_random_stand_in_whose_korean_loss_rises_runs_chapter_04(tmp_path):
     ("ablations.inits", ["subword_men"], "'mean_resizing'"),
     ("ablations.schedules", ["full_finetuning"], "'full_finetune'"),
     ("base_model.tokenizer_family", "byte-level", "'SentencePiece BPE'"),
+    ("embedding_init", "subword-mean", "'subword_mean'"),
+    ("ablations.extra_arms", ["lr:twice"], "a multiple must be a number"),
+    ("ablations.extra_arms", ["dropout:0.1"], "baseline_lr:<a multiple>"),
+    ("ablations.one_seed", ["init:subword_mean"], "its arms: seven_stages"),
 ])
 def test_a_wrong_name_is_refused_before_chapter_00_in_one_line(key, value, known, tmp_path, capsys):
     from eeve_lib.cli import main

@@ -38,9 +38,9 @@ SHORT: dict = {
     "evaluation.max_korean_chars": 400,
     "evaluation.max_english_chars": 400,
     "evaluation.max_new_tokens": 6,
-    "evaluation.sentiment.items": 8,
+    "evaluation.sentiment.items": 4,
     "evaluation.sentiment.shots": [0, 2],
-    "evaluation.matching.items": 6,
+    "evaluation.matching.items": 4,
     "ablations.seeds": 1,
     "ablations.workers": 1,
 }
@@ -56,7 +56,8 @@ def smol_run(tmp_path_factory):
     stages, the tied arm and the no-expansion baseline, and every model scored."""
     from eeve_lib.pipeline.base import ensure_base_model
     from eeve_lib.pipeline.evaluation import evaluate_run
-    from eeve_lib.pipeline.training import TIED_ARM, run_ablation, run_schedule
+    from eeve_lib.pipeline.arm import TIED_ARM
+    from eeve_lib.pipeline.training import run_ablation, run_schedule
     from eeve_lib.pipeline.vocabulary import expand_vocabulary
 
     profile = load_profile("smol", SHORT)
@@ -129,7 +130,7 @@ def test_metrics_hold_every_arm_and_task(smol_run):
     assert set(metrics["arms"]) == {"seven_stages", "baseline:no_expansion", "tied:seven_stages"}
     for name in ("base", "extended", "final", "ablation:tied-seven_stages"):
         scores = metrics["models"][name]
-        assert 0 <= scores["matching"]["accuracy"] <= 1 and scores["matching"]["n"] == 6
+        assert 0 <= scores["matching"]["accuracy"] <= 1 and scores["matching"]["n"] == 4
         assert set(scores["sentiment"]) == {"shots_0", "shots_2"}
     untied, tied = metrics["models"]["final"], metrics["models"]["ablation:tied-seven_stages"]
     rows = json.loads((smol_run["run"] / "model" / "config.json").read_text())["vocab_size"]

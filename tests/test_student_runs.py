@@ -38,7 +38,6 @@ def _run(tmp_path: Path, monkeypatch, **parameters) -> str:
     import papermill
 
     monkeypatch.setenv("EEVE_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("EEVE_RUNNER_RUN_DIR", raising=False)
     out = tmp_path / "out.ipynb"
     papermill.execute_notebook(str(_chapter_head(tmp_path)), str(out), parameters=parameters, kernel_name="python3",
                                progress_bar=False, cwd=str(ROOT / "book"))

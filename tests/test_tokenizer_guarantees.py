@@ -34,6 +34,7 @@ from eeve_lib.method.intermediate_tokenizer import train_intermediate_tokenizer
 from eeve_lib.method.target_tokenizer import build_target_tokenizer
 from eeve_lib.method.token_frequency import count_words
 from eeve_lib.pipeline.corpora import iter_documents, load_manifest
+from tests.conftest import assert_words_cut_by_hand
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("EEVE_HYPOTHESIS_EXAMPLES", "300"))
@@ -140,6 +141,12 @@ WITHOUT_HANGUL = texts(*NON_HANGUL_PARTS).filter(lambda t: not contains_hangul(n
 
 # ---------------------------------------------------------------------------------------------
 # Properties
+
+def test_chapter_00s_hand_rule_cuts_every_word_as_the_tokenizer_does(extended, corpora):
+    korean = documents("konlpy-kolaw") + documents("nsmc-reviews", 4000)
+    checked = assert_words_cut_by_hand(extended["base_hf"], korean + corpora["shakespeare-plays"])
+    assert checked == 3000
+
 
 def test_the_session_tokenizer_has_mixed_script_tokens(extended):
     """The fixture exercises issue 11: some kept new tokens join Latin letters and Hangul."""

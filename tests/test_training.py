@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from eeve_lib.pipeline import rundir
 from eeve_lib.pipeline.checkpoints import save_checkpoint
 from eeve_lib.pipeline.paths import RUN_MARKER
-from eeve_lib.pipeline.training import initialise_extended_model
+from eeve_lib.pipeline.training import initialise_extended_model, stage_options
 from eeve_lib.errors import ProfileError, TrainingError
 from eeve_lib.pipeline.profiles import StageBudget, load_profile
 from eeve_lib.method.stages import STAGES
@@ -60,7 +60,7 @@ def one_step(profile, run_dir, stage_number, tmp_path):
     calls = []
     model.model.layers[0].register_full_backward_hook(lambda *a: calls.append(1))
     log = train_stage(model, STAGES[stage_number], StageBudget(stage_number, 1e-3, steps=1), data, ext,
-                      settings=profile.training, seed=1, device=torch.device("cpu"), dtype=torch.float32,
+                      options=stage_options(profile.training), seed=1, device=torch.device("cpu"), dtype=torch.float32,
                       progress=False)
     return log, len(calls), ext, model
 

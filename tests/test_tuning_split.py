@@ -18,7 +18,7 @@ from eeve_lib.pipeline.arms import jobs
 from eeve_lib.pipeline.corpora import iter_documents, load_corpus, split_of
 from eeve_lib.pipeline.manifest import load_manifest
 from eeve_lib.pipeline.profiles import load_profile
-from eeve_lib.pipeline.training import ablation_arms, learning_rate_arms
+from eeve_lib.pipeline.arm import ablation_arms, learning_rate_arms
 
 TUNING_PROFILES = ["tiny", "tiny-llama"]
 

@@ -149,8 +149,8 @@ def test_one_parser_of_overrides():
 
 @pytest.mark.parametrize("arm,expected", [
     ("bogus:x", "Unknown ablation arm 'bogus:x'"),
-    ("baseline:nope", "Unknown ablation arm 'baseline:nope'"),
-    ("replay:abc", "the replay share must be a number in [0, 0.9]"),
+    ("baseline:nope", "Ablation arm 'baseline:nope': use baseline:no_expansion or baseline:equal_text."),
+    ("replay:abc", "Ablation arm 'replay:abc': a share must be a number in [0, 0.9], e.g. replay:0.45."),
     ("replay:0.3", "Run chapter 00 first (eeve run --profile tiny --run-dir "),
 ])
 def test_an_ablation_arm_that_cannot_run_is_one_line_naming_the_fix(arm, expected, tmp_path):

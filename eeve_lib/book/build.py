@@ -27,9 +27,11 @@ from ..errors import EeveError
 from ..pipeline import atomic
 from ..pipeline.paths import BUILD_MARKER, run_paths
 from ..pipeline.profiles import PROJECT_ROOT, load_profile, parse_overrides
-from ..pipeline.rundir import refuse_unless_ours, write_marker
+from ..pipeline.rundir import disk_usage, refuse_unless_ours, write_marker
 from ..pipeline.runner import BOOK_DIR, TOC, check_commit, chapters_in_order, load_report
+from .exercises import EXERCISES, reference_answers
 from .external import substitutions
+from .lab import lab_copies
 
 CONFIG = PROJECT_ROOT / "_config.yml"
 STATUS_PAGE = "status.md"
@@ -125,21 +127,6 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover
 
 
-def disk_usage(root: Path) -> int:
-    """Bytes on disk under ``root``, each file once (a student's run shares the book's by hard links)."""
-    seen, total = set(), 0
-    for path in Path(root).rglob("*"):
-        try:
-            st = path.lstat()
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) in seen:
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
-    return total
-
-
 def repository_url(config: Path = CONFIG) -> str:
     """Where a reader clones this book from, set in one place: ``repository.url`` in ``_config.yml``;
     where that is unset, the ``origin`` remote of this checkout; without one, the checkout itself
@@ -178,8 +165,6 @@ def run_substitutions(report: dict[str, Any], run_root: Path, environment: Path 
 def answer_substitutions(report: dict[str, Any], run_root: Path) -> dict[str, str]:
     """Every exercise's answer in the run the book is built from (``{{ answer_2_1 }}``), for the
     teachers' page; nothing where the run's profile cannot be loaded (then the page says so)."""
-    from .exercises import EXERCISES, reference_answers
-
     try:
         overrides = parse_overrides((report.get("parameters") or {}).get("overrides") or "{}")
         profile = load_profile(str(report.get("profile")), overrides or None)
@@ -276,7 +261,5 @@ def build_book(profile: str = "tiny", run_dir=None, output: str | Path | None = 
         if created and not any(output.iterdir()):
             output.rmdir()  # a build that failed leaves no folder behind
     # The same run's chapters for JupyterLab, their prose written out like these pages' (lab.py).
-    from .lab import lab_copies
-
     lab_copies(profile, run_dir)
     return html / "index.html"

@@ -23,8 +23,15 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from ..errors import EeveError
+from ..method.families import family_of
+from ..method.stages import STAGES, trainable_counts
+from ..pipeline.corpora import load_corpus
 from ..pipeline.paths import RunPaths, run_paths
-from ..pipeline.profiles import Profile, load_profile
+from ..pipeline.profiles import Profile, PROJECT_ROOT, load_profile
+from . import notebook
+from .resources import phi2_shape, stage_memory_bytes
+from .results import is_tuning_arm
 
 RIGHT, WRONG, OFF, WAITING = "right", "wrong", "off", "waiting"
 
@@ -86,8 +93,6 @@ def exercise(id: str, question: str, kind: str, **options) -> Callable:
 
 def _run(paths: RunPaths | str | None, profile: Profile | str | None) -> tuple[Profile, RunPaths]:
     """The run to check: the given one, else the chapter's (``notebook.setup``), else ``runs/tiny``."""
-    from . import notebook
-
     if isinstance(profile, str):
         profile = load_profile(profile)
     if profile is None:
@@ -100,8 +105,6 @@ def _run(paths: RunPaths | str | None, profile: Profile | str | None) -> tuple[P
 def check(exercise_id: str, answer: Any = None, paths: RunPaths | str | None = None, *,
           profile: Profile | str | None = None) -> Verdict:
     """Check ``answer`` to exercise ``exercise_id`` against the run (see the module docstring)."""
-    from ..errors import EeveError
-
     if exercise_id not in EXERCISES:
         raise KeyError(f"No check for exercise {exercise_id!r}; checkable exercises: {', '.join(EXERCISES)}.")
     ex = EXERCISES[exercise_id]
@@ -123,8 +126,6 @@ def check(exercise_id: str, answer: Any = None, paths: RunPaths | str | None = N
 
 
 def _shown(path) -> str:
-    from ..pipeline.profiles import PROJECT_ROOT
-
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
@@ -196,8 +197,7 @@ def _same(got: Any, want: Any, tolerance: float) -> bool:
                  "the final validation loss of the base model, e.g. check(\"0.2\", 6.123).",
           "number", tolerance=1e-3)
 def _final_validation_loss(prof: Profile, paths: RunPaths) -> float:
-    from ..errors import EeveError
-    from ..pipeline.base import base_info
+    from ..pipeline.base import base_info  # here, not at the top: it loads torch
 
     log = base_info(prof, paths).get("log")
     if not log:
@@ -213,7 +213,7 @@ def _sample_texts(prof: Profile) -> list[str]:
 @exercise("0.3", "Write counts(text) returning (characters, UTF-8 bytes, base tokens) of a text, then "
                  "check(\"0.3\", counts).", "function")
 def _counts_cases(prof: Profile, paths: RunPaths) -> list:
-    from ..pipeline.base import load_base_tokenizer
+    from ..pipeline.base import load_base_tokenizer  # here, not at the top: it loads torch
 
     tok = load_base_tokenizer(prof, paths)
     return [((t,), (len(t), len(t.encode("utf-8")), len(tok(t, add_special_tokens=False).input_ids)), repr(t))
@@ -223,7 +223,7 @@ def _counts_cases(prof: Profile, paths: RunPaths) -> list:
 @exercise("1.1", "Double vocabulary.intermediate_vocab_size with overrides, run the chapter again and answer with "
                  "the number of candidates, e.g. check(\"1.1\", 1234).", "integer")
 def _candidate_count(prof: Profile, paths: RunPaths) -> int:
-    from ..pipeline.vocabulary import load_candidates
+    from ..pipeline.vocabulary import load_candidates  # here, not at the top: it loads torch
 
     return len(load_candidates(prof, paths))
 
@@ -232,7 +232,7 @@ def _candidate_count(prof: Profile, paths: RunPaths) -> int:
                  "(in its spelling), then check(\"1.3\", is_candidate).", "function")
 def _candidate_cases(prof: Profile, paths: RunPaths) -> list:
     """Tokens of every kind from the run's intermediate tokenizer, each with whether it is a candidate."""
-    from ..method.families import family_of
+    # here, not at the top: they load torch
     from ..pipeline.base import load_base_tokenizer
     from ..pipeline.vocabulary import load_candidates, load_intermediate_tokenizer
 
@@ -257,7 +257,7 @@ def _candidate_cases(prof: Profile, paths: RunPaths) -> list:
                  "(new tokens, iterations), e.g. check(\"2.1\", (300, 3)).",
           "integers", parts=("new tokens", "iterations"))
 def _survivors(prof: Profile, paths: RunPaths) -> tuple[int, int]:
-    from ..pipeline.vocabulary import load_expansion_summary
+    from ..pipeline.vocabulary import load_expansion_summary  # here, not at the top: it loads torch
 
     summary = load_expansion_summary(prof, paths)
     return int(summary["new_tokens"]), int(summary["iterations"])
@@ -266,7 +266,7 @@ def _survivors(prof: Profile, paths: RunPaths) -> tuple[int, int]:
 @exercise("2.4", "Write passing(threshold) returning how many of the first iteration's candidates a threshold "
                  "keeps (result.first_frequencies), then check(\"2.4\", passing).", "function")
 def _passing_cases(prof: Profile, paths: RunPaths) -> list:
-    from ..pipeline.vocabulary import load_expansion
+    from ..pipeline.vocabulary import load_expansion  # here, not at the top: it loads torch
 
     result = load_expansion(prof, paths)
     counts = sorted(result.first_frequencies[t] for t in result.initial_candidates)
@@ -279,9 +279,8 @@ def _passing_cases(prof: Profile, paths: RunPaths) -> list:
                  "extended model's Korean bits per character before training, e.g. check(\"3.1\", 9.87).",
           "number", tolerance=1e-3)
 def _initial_korean_bpc(prof: Profile, paths: RunPaths) -> float:
-    from ..method.evaluation import cap_characters, score_texts
-    from ..pipeline.corpora import load_corpus
-    from ..pipeline.training import initialise_extended_model
+    from ..method.evaluation import cap_characters, score_texts  # here, not at the top: it loads torch
+    from ..pipeline.training import initialise_extended_model  # here, not at the top: it loads torch
 
     model, tok, _, _ = initialise_extended_model(prof, paths)
     korean = cap_characters(load_corpus(prof, "korean").validation, prof.evaluation.max_korean_chars)
@@ -292,7 +291,7 @@ def _initial_korean_bpc(prof: Profile, paths: RunPaths) -> float:
 @exercise("3.3", "How many rows of the extended model's embedding matrices must generation never produce "
                  "(rows beyond the extended tokenizer)? check(\"3.3\", n)", "integer")
 def _padding_rows(prof: Profile, paths: RunPaths) -> int:
-    from ..pipeline.training import plan_extension
+    from ..pipeline.training import plan_extension  # here, not at the top: it loads torch
 
     ext, _, _ = plan_extension(prof, paths)
     return ext.rows - ext.target_size
@@ -302,8 +301,7 @@ def _padding_rows(prof: Profile, paths: RunPaths) -> int:
                  "run_schedule(P, mine, schedule=[1, 2, 6])) and answer with the Korean validation loss after "
                  "stage 6: check(\"4.1\", loss, mine).", "number", tolerance=1e-3)
 def _short_schedule_loss(prof: Profile, paths: RunPaths) -> float:
-    from ..errors import EeveError
-    from ..pipeline.training import load_stage_record
+    from ..pipeline.training import load_stage_record  # here, not at the top: it loads torch
 
     record = load_stage_record(prof, paths)
     if record.get("stages") != [1, 2, 6]:
@@ -316,10 +314,9 @@ def _short_schedule_loss(prof: Profile, paths: RunPaths) -> float:
                  "training.new_token_bias is bias (use data.new_share), then check(\"4.2\", share).",
           "function", tolerance=1e-6)
 def _share_cases(prof: Profile, paths: RunPaths) -> list:
-    from ..method.sampling import build_training_data
-    from ..pipeline.corpora import load_corpus
-    from ..pipeline.training import plan_extension
-    from ..pipeline.vocabulary import load_target_tokenizer
+    from ..method.sampling import build_training_data  # here, not at the top: it loads torch
+    from ..pipeline.training import plan_extension  # here, not at the top: it loads torch
+    from ..pipeline.vocabulary import load_target_tokenizer  # here, not at the top: it loads torch
 
     ext, _, _ = plan_extension(prof, paths)
     data = build_training_data(load_target_tokenizer(prof, paths), load_corpus(prof, "korean").train,
@@ -331,8 +328,7 @@ def _share_cases(prof: Profile, paths: RunPaths) -> list:
 @exercise("4.4", "With the stage selector: how many parameters does stage 5 train in this run? check(\"4.4\", n)",
           "integer")
 def _stage5_trainable(prof: Profile, paths: RunPaths) -> int:
-    from ..method.stages import STAGES, trainable_counts
-    from ..pipeline.training import plan_extension
+    from ..pipeline.training import plan_extension  # here, not at the top: it loads torch
 
     ext, hidden, body = plan_extension(prof, paths)
     return trainable_counts(STAGES[5], n_base=ext.base_size, n_new=ext.n_new, hidden=hidden,
@@ -341,8 +337,6 @@ def _stage5_trainable(prof: Profile, paths: RunPaths) -> int:
 
 def _short_korean_texts(prof: Profile, tok, count: int = 3) -> list[str]:
     """Held-out Korean texts that fit in one scoring window (so no sliding window is needed)."""
-    from ..pipeline.corpora import load_corpus
-
     fits = [t for t in load_corpus(prof, "korean").validation[:400]
             if len(t) >= 8 and len(tok(t, add_special_tokens=False).input_ids) + 1 <= prof.evaluation.window]
     return sorted(fits, key=len)[:count]
@@ -352,8 +346,8 @@ def _short_korean_texts(prof: Profile, tok, count: int = 3) -> list[str]:
                  "natural-log probabilities over the tokenizer's ids, divided by ln 2 and by the characters), then "
                  "check(\"5.1\", bits_per_character).", "function", tolerance=1e-4)
 def _bpc_cases(prof: Profile, paths: RunPaths) -> list:
-    from ..method.evaluation import score_texts
-    from ..pipeline.evaluation import load_model
+    from ..method.evaluation import score_texts  # here, not at the top: it loads torch
+    from ..pipeline.evaluation import load_model  # here, not at the top: it loads torch
 
     model, tok = load_model(paths.model)
     model.eval()
@@ -374,12 +368,10 @@ def _arm_name(name: str) -> str:
 @exercise("5.3", "Which arm keeps English best (lowest English bits per character, mean over its seeds)? "
                  "Answer with its name, e.g. check(\"5.3\", \"full_finetune\").", "name", normalise=_arm_name)
 def _best_english_arm(prof: Profile, paths: RunPaths) -> str:
-    from ..errors import EeveError
-    from ..pipeline.evaluation import load_metrics
+    from ..pipeline.evaluation import load_metrics  # here, not at the top: it loads torch
 
     if not paths.metrics.is_file():
         raise EeveError(f"no scores in {paths.metrics}: run chapter 05 first")
-    from .results import is_tuning_arm
 
     arms = load_metrics(prof, paths).get("arms", {})
     # the learning-rate grid's arms choose a setting on the tuning split; they are not compared
@@ -392,16 +384,13 @@ def _best_english_arm(prof: Profile, paths: RunPaths) -> str:
 @exercise("full.1", "Which stage needs the most memory for phi-2 extended to EEVE-Korean-2.8B? Answer with its "
                     "number, e.g. check(\"full.1\", 3).", "integer")
 def _most_memory_stage(prof: Profile, paths: RunPaths) -> int:
-    from ..method.stages import STAGES
-    from .resources import phi2_shape, stage_memory_bytes
-
     shape = phi2_shape()
     return max(STAGES, key=lambda n: stage_memory_bytes(shape, STAGES[n])["total"])
 
 
 def _seven_stage_loss(prof: Profile, paths: RunPaths) -> float:
     """4.1's point of comparison in a run of the profile's own schedule: its final Korean loss."""
-    from ..pipeline.training import load_stage_record
+    from ..pipeline.training import load_stage_record  # here, not at the top: it loads torch
 
     return float(load_stage_record(prof, paths)["logs"][-1]["validation"]["korean"][-1])
 
@@ -417,8 +406,6 @@ def reference_answers(prof: Profile, paths: RunPaths) -> dict[str, str]:
     An exercise that asks for a changed setting gets the value at the run's own settings, to compare
     the student's against; a function exercise points to its folded solution.
     """
-    from ..errors import EeveError
-
     out = {}
     for ex in EXERCISES.values():
         if ex.kind == "function":

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..method.stages import trainable_counts
 from . import plots
 
 
@@ -115,7 +116,6 @@ def stage_explorer(stages: dict[int, Any], *, n_base: int, n_new: int, n_padding
     """Chapter 04: a stage selector that redraws which rows and blocks of this run's model train."""
     import ipywidgets as widgets
 
-    from ..method.stages import trainable_counts
 
     def counts(number: int) -> dict[str, int]:
         return trainable_counts(stages[number], n_base=n_base, n_new=n_new, hidden=hidden, body_params=body_params)

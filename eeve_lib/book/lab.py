@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..pipeline import atomic, runner  # runner by module: chapters_in_order is looked up when called
+from ..pipeline.paths import run_paths
+from ..pipeline.profiles import PROJECT_ROOT
 from ..pipeline.runner import BOOK_DIR
 
 KERNEL_NAME = "eeve-book"
@@ -174,7 +177,6 @@ def write_lab_copies(paths, profile: str, chapters: list[str], bib: Path, shown_
     import hashlib
     import json
 
-    from ..pipeline import atomic
 
     citations = citation_labels(bib)
     written = json.loads(paths.lab_marker.read_text()) if paths.lab_marker.is_file() else {}
@@ -199,14 +201,10 @@ def write_lab_copies(paths, profile: str, chapters: list[str], bib: Path, shown_
 def lab_copies(profile: str, run_dir=None) -> tuple[Path, list[str]]:
     """The Lab copies of every chapter a run has executed (:func:`write_lab_copies`): their folder,
     and the chapters whose copy the user had changed and was kept."""
-    from ..pipeline.paths import run_paths
-    from ..pipeline.profiles import PROJECT_ROOT
-    from ..pipeline.runner import chapters_in_order
-
     paths = run_paths(profile, run_dir)
     root = paths.root.resolve()
     shown = str(root.relative_to(PROJECT_ROOT)) if root.is_relative_to(PROJECT_ROOT) else str(root)
-    kept = write_lab_copies(paths, profile, chapters_in_order(), BOOK_DIR / "references.bib", shown)
+    kept = write_lab_copies(paths, profile, runner.chapters_in_order(), BOOK_DIR / "references.bib", shown)
     return paths.lab, kept
 
 

@@ -2,12 +2,15 @@
 
 Where the chapter writes (``paths``):
 
-* run by ``eeve run`` (``make book``): the run directory the runner holds, always;
-* given ``run_dir``: that directory;
-* opened in JupyterLab (``make lab``) with the profile's own settings: ``runs/<profile>``, the
-  book's run, whose outputs every step reuses (nothing is recomputed while its inputs match);
-* opened in JupyterLab with other settings (``overrides``, ``seed`` or ``device`` that change the
-  profile): ``runs/<profile>-student``, a student's run, so that an exercise never overwrites the
+one rule (:func:`eeve_lib.pipeline.paths.settings_home`) for ``eeve run`` and a chapter opened
+by hand, so both land in the same folder:
+
+* given ``run_dir`` (the runner passes the folder it holds when it is not the book's run): that
+  directory;
+* with the profile's own settings (a ``device`` aside): ``runs/<profile>``, the book's run, whose
+  outputs every step reuses (nothing is recomputed while its inputs match);
+* with other settings (``overrides`` or ``seed`` that change the profile):
+  ``runs/<profile>-student``, a student's run, so that an exercise never overwrites the
   book's run. It starts as a copy of the book's run (hard links, so no extra disk), and each step
   recomputes only what the new settings change.
 
@@ -23,9 +26,9 @@ import warnings
 from typing import Any
 
 from ..pipeline import rundir
-from ..pipeline.paths import RunPaths, run_paths, student_run_paths
+from ..pipeline.paths import RunPaths, run_paths, settings_home, student_run_paths
 from ..pipeline.profiles import Profile, load_profile, parse_overrides
-from ..pipeline.runner import RUNNER_ENV
+from . import plots
 
 # The (profile, paths) of the last chapter set up in this kernel: the run the exercises check.
 current: tuple[Profile, RunPaths] | None = None
@@ -52,7 +55,6 @@ def setup(profile: str = "tiny", run_dir: str | None = None, device: str | None 
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     import matplotlib
 
-    from . import plots
 
     matplotlib.rcParams.update({"figure.dpi": FIGURE_DPI, "figure.figsize": (plots.WIDTH_IN, 3.4),
                                 "axes.grid": True, "grid.alpha": 0.3, **plots.STYLE})
@@ -70,10 +72,9 @@ FIGURE_DPI = 110
 
 def chapter_paths(prof: Profile, run_dir: str | os.PathLike | None = None, *, announce: bool = True) -> RunPaths:
     """Where a chapter set up with ``prof`` reads and writes; see the module docstring."""
-    if run_dir or os.environ.get(RUNNER_ENV):
-        return run_paths(prof, run_dir)
-    if prof.hash() == load_profile(prof.name).hash():
-        return run_paths(prof)
+    home = settings_home(prof, run_dir)
+    if run_dir or home is None:
+        return run_paths(prof, home)
     return student_paths(prof, announce=announce,
                          why=f"these settings differ from profile {prof.name}'s: this chapter writes to")
 

@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .results import ENGLISH_TARGET
+
 
 #: Every figure is at most this wide and no text in it is smaller than MIN_FONT_PT: at the 110 dpi
 #: the chapters draw at (notebook.FIGURE_DPI), a page of 400 px shows a figure at about 340 px, and
@@ -340,7 +342,6 @@ def headline(runs: dict[str, list[dict[str, Any]]]):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from .results import ENGLISH_TARGET
 
     markers = "osD^v<>"
     colours = {"seven_stages": "tab:red", "baseline:no_expansion": "tab:blue"}

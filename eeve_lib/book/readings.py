@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ..pipeline.arm import Arm
 from .results import ENGLISH_TARGET
 
 LOWER, HIGHER, WITHIN = "lower", "higher", "within the spread"
@@ -238,7 +239,7 @@ def verdicts_listed(verdicts: Mapping[str, str]) -> str:
     "init:mean_resizing": "higher"} -> "higher (mean_resizing, random)"; "not run" when empty."""
     groups: dict[str, list[str]] = {}
     for arm, verdict in verdicts.items():
-        groups.setdefault(verdict, []).append(arm.split(":", 1)[-1])
+        groups.setdefault(verdict, []).append(Arm(arm).value or arm)
     return "; ".join(f"{verdict} ({', '.join(sorted(arms))})" for verdict, arms in groups.items()) or "not run"
 
 

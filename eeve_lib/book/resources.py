@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from ..method.stages import STAGES, Stage, trainable_counts
+from ..pipeline.profiles import load_profile
 from .external import number
 
 
@@ -127,8 +128,7 @@ def phi2_shape() -> Shape:
     """phi-2 extended as EEVE-Korean-2.8B: the full-dry profile's phi-2 configuration with phi-2's
     32 layers, and as new tokens the rows EEVE-Korean-2.8B has beyond phi-2's tokens (our upper
     bound: those rows may also hold special tokens and padding)."""
-    from ..method.embedding_init import plan_rows
-    from ..pipeline.profiles import load_profile
+    from ..method.embedding_init import plan_rows  # here, not at the top: it loads torch
 
     arch = load_profile("full-dry").base_model.architecture
     multiple = load_profile("full").vocabulary.pad_to_multiple_of
@@ -140,8 +140,6 @@ def phi2_shape() -> Shape:
 
 def profile_stage_table(shape: Shape, profile: str) -> list[dict]:
     """``stage_table`` for ``shape`` and the token budgets of ``profile``'s schedule."""
-    from ..pipeline.profiles import load_profile
-
     t = load_profile(profile).training
     tokens = {b.stage: b.tokens or b.steps * t.batch_size * t.seq_len for b in t.schedule}
     return stage_table(shape, tokens)
@@ -164,8 +162,7 @@ EEVE_KOREAN_10_8B_VOCABULARY = number("eeve_10_8b_vocab_rows").value
 
 def solar_shape() -> Shape:
     """SOLAR-10.7B extended as EEVE-Korean-10.8B (rows padded as the ``full-solar`` profile pads)."""
-    from ..method.embedding_init import plan_rows
-    from ..pipeline.profiles import load_profile
+    from ..method.embedding_init import plan_rows  # here, not at the top: it loads torch
 
     multiple = load_profile("full-solar").vocabulary.pad_to_multiple_of
     return Shape(hidden=SOLAR_HIDDEN, layers=SOLAR_LAYERS, intermediate=SOLAR_MLP, n_base=SOLAR_TOKENS,
@@ -230,7 +227,7 @@ def strategy_bytes(shape: Shape, stage: Stage, strategy: str, gpus: int = 1, ran
         gathered = (2 * max(shape.block_params(), shape.rows * shape.hidden) + head) * GATHER_BYTES
         return states / gpus + (gathered if gpus > 1 else 0)
     if strategy in ("LoRA", "QLoRA"):
-        if not (stage.number == 6 and stage.transformer):
+        if not (stage.adapters_allowed and stage.transformer):
             return None
         adapters = lora_params(shape, rank)
         rows = counts["input_embedding"] + counts["output_embedding"]
@@ -279,8 +276,6 @@ def plan_models() -> dict[str, Shape]:
 
 
 def print_memory_plans(gpus: int = 8, rank: int | None = None) -> None:
-    from ..pipeline.profiles import load_profile
-
     rank = rank or load_profile("full").training.lora_rank
     print(f"\nModel states per GPU (GB = 1e9 bytes): float32 weights, and float32 gradients and AdamW moments of what")
     print(f"trains; LoRA/QLoRA (stage 6 only) with rank-{rank} adapters; 'fewest' GPUs keep states within "

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..method.candidates import is_hangul
+from ..pipeline.arm import Arm
+
 STAGE_COLUMNS = {"Korean bits/char": ("korean", "bits_per_character"),
                  "uniform guess (Korean)": ("korean", "uniform_bits_per_character"),
                  "English bits/char": ("english", "bits_per_character"),
@@ -64,7 +67,7 @@ def comparison_table(metrics: dict[str, Any], reference: str = "seven_stages"):
 def replay_arms(metrics: dict[str, Any], default_share: float) -> dict[float, str]:
     """English-replay share -> arm: the seven stages at the profile's share, replay:<share> arms."""
     arms = {default_share: "seven_stages"}
-    arms |= {float(arm.split(":", 1)[1]): arm for arm in metrics["arms"] if arm.startswith("replay:")}
+    arms |= _numbers(metrics["arms"], "replay")
     return dict(sorted(arms.items()))
 
 
@@ -83,12 +86,16 @@ def replay_table(metrics: dict[str, Any], default_share: float, base_english: fl
 
 
 ENGLISH_TARGET = 1.05  # ours: English bits per character at most 5% above the base's, on every seed
-# Arms that exist to choose a setting on the tuning split: shown in their own table, never compared.
-TUNING_ONLY = ("lr:", "baseline_lr:")
 
 
 def is_tuning_arm(arm: str) -> bool:
-    return arm.startswith(TUNING_ONLY)
+    """An arm that exists to choose a setting on the tuning split: shown in its own table, never compared."""
+    return Arm(arm).is_tuning
+
+
+def _numbers(arms, kind: str) -> dict[float, str]:
+    """The arms of one numeric kind by their number: {0.25: "replay:0.25", ...}."""
+    return {a.number: str(a) for a in map(Arm, arms) if a.kind == kind}
 
 
 def _tuning_point(metrics: dict[str, Any], arm: str, first_seed_only: bool) -> dict[str, float] | None:
@@ -127,13 +134,10 @@ def tuning_choices(metrics: dict[str, Any], english_replay: float, baseline_lr_s
     base_english = base["english"]["bits_per_character"]
     arms = metrics["arms"]
     grids = {
-        "English-replay share": (english_replay, False, {english_replay: "seven_stages"} | {
-            float(a.split(":", 1)[1]): a for a in arms if a.startswith("replay:")}),
-        "seven stages' learning-rate multiple": (1.0, True, {1.0: "seven_stages"} | {
-            float(a.split(":", 1)[1]): a for a in arms if a.startswith("lr:")}),
+        "English-replay share": (english_replay, False, {english_replay: "seven_stages"} | _numbers(arms, "replay")),
+        "seven stages' learning-rate multiple": (1.0, True, {1.0: "seven_stages"} | _numbers(arms, "lr")),
         "no-expansion baseline's learning-rate multiple": (
-            baseline_lr_scale, True, {float(a.split(":", 1)[1]): a for a in arms if a.startswith("baseline_lr:")}
-            | {baseline_lr_scale: "baseline:no_expansion"}),
+            baseline_lr_scale, True, _numbers(arms, "baseline_lr") | {baseline_lr_scale: "baseline:no_expansion"}),
     }
     out = {}
     for setting, (profile_value, first_seed_only, grid) in grids.items():
@@ -285,8 +289,6 @@ def headline_verdict(metrics: dict[str, Any]) -> dict[str, str]:
 
 def hangul_share(text: str) -> float:
     """Share of a text's letters that are Hangul (0 for a text without letters)."""
-    from ..method.candidates import is_hangul
-
     letters = [c for c in text if c.isalpha()]
     return sum(map(is_hangul, letters)) / max(1, len(letters))
 

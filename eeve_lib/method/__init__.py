@@ -11,12 +11,14 @@ step  what                                                        module
 1-4   what differs between tokenizer families (the seam)          ``families``
 1     intermediate tokenizer on Korean text                       ``intermediate_tokenizer``
 2     Korean tokens the base lacks                                ``candidates``
+1-2,6 what counts as Hangul (below candidates and the families)   ``hangul``
 3     the target tokenizer: new tokens as BPE merges              ``target_tokenizer``
 4     token frequencies over the corpus                           ``token_frequency``
 5-7   drop rare tokens, add frequent characters, repeat           ``frequency_loop``
 8     biased sampling of windows with new tokens                  ``sampling``
 9     new embedding rows from their subword pieces                ``embedding_init``
-10    the seven stages, exact freezing, one stage's loop          ``stages``, ``row_split``, ``stage_loop``
+10    the seven stages and exact freezing                         ``stages``, ``row_split``
+10    one stage's loop (the paper's), and its engine here         ``training_loop``, ``stage_loop``
 10    stage 6 as LoRA/QLoRA; a stage sharded over processes       ``adapters``, ``sharding``
 11    bits per character, generation cost, KoBEST                 ``evaluation``, ``kobest``
 11    NSMC sentiment and Korean-English matching (local data)     ``tasks``

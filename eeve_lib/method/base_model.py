@@ -114,10 +114,12 @@ def new_model(architecture_type: str, config):
     return {"phi": PhiForCausalLM, "llama": LlamaForCausalLM}[architecture_type](config)
 
 
-def pretrain(model, train_stream: torch.Tensor, validation_stream: torch.Tensor, settings, seed: int,
-             device: torch.device, progress: bool = True, *, korean_stream: torch.Tensor | None = None,
+def pretrain(model, train_stream: torch.Tensor, validation_stream: torch.Tensor, *, steps: int, batch_size: int,
+             seq_len: int, learning_rate: float, warmup_steps: int, weight_decay: float, log_every: int = 10,
+             seed: int, device: torch.device, progress: bool = True, korean_stream: torch.Tensor | None = None,
              korean_share: float = 0.0, korean_validation: torch.Tensor | None = None) -> dict[str, list]:
-    """Pretrain ``model`` on random windows of ``train_stream`` with AdamW and a cosine schedule.
+    """Pretrain ``model`` for ``steps`` steps of ``batch_size`` random windows of ``seq_len`` tokens
+    of ``train_stream``, with AdamW and a cosine schedule (warm-up of ``warmup_steps``).
 
     With ``korean_share`` > 0 each window is drawn from ``korean_stream`` with that probability
     (a few percent: the little Korean phi-2 saw), else from the English stream. Deterministic:
@@ -126,30 +128,30 @@ def pretrain(model, train_stream: torch.Tensor, validation_stream: torch.Tensor,
     ``korean_validation`` is given.
     """
     g = generator(seed)
-    n_windows = len(train_stream) - settings.seq_len
+    n_windows = len(train_stream) - seq_len
     if n_windows <= 0:
         raise EeveError(f"The English training stream ({len(train_stream)} tokens) is shorter than one "
-                        f"window of {settings.seq_len} tokens; lower base_model.pretrain.seq_len.")
-    n_korean = 0 if korean_stream is None else len(korean_stream) - settings.seq_len
+                        f"window of {seq_len} tokens; lower base_model.pretrain.seq_len.")
+    n_korean = 0 if korean_stream is None else len(korean_stream) - seq_len
     if korean_share > 0 and n_korean <= 0:
         raise EeveError(f"base_model.korean_share is {korean_share}, but the Korean training stream is shorter "
-                        f"than one window of {settings.seq_len} tokens; set korean_share to 0 or add Korean text.")
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.95),
-                            weight_decay=settings.weight_decay)
+                        f"than one window of {seq_len} tokens; set korean_share to 0 or add Korean text.")
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.95),
+                            weight_decay=weight_decay)
     log: dict[str, list] = {"step": [], "train_loss": [], "validation_step": [], "validation_loss": [],
                             "korean_windows": 0}
     if korean_validation is not None:
         log["korean_validation_loss"] = []
     model.train()
-    bar = tqdm(range(settings.steps), desc="pretraining the base model", disable=not progress)
+    bar = tqdm(range(steps), desc="pretraining the base model", disable=not progress)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, settings.steps, settings.learning_rate, settings.warmup_steps)
-        starts = torch.randint(0, n_windows, (settings.batch_size,), generator=g)
+            group["lr"] = cosine_lr(step, steps, learning_rate, warmup_steps)
+        starts = torch.randint(0, n_windows, (batch_size,), generator=g)
         # Drawn every step whatever the share, so the English windows do not depend on it.
-        korean = torch.rand(settings.batch_size, generator=g) < korean_share
-        korean_starts = torch.randint(0, max(1, n_korean), (settings.batch_size,), generator=g)
-        windows = [korean_stream[k:k + settings.seq_len] if is_ko else train_stream[s:s + settings.seq_len]
+        korean = torch.rand(batch_size, generator=g) < korean_share
+        korean_starts = torch.randint(0, max(1, n_korean), (batch_size,), generator=g)
+        windows = [korean_stream[k:k + seq_len] if is_ko else train_stream[s:s + seq_len]
                    for s, k, is_ko in zip(starts.tolist(), korean_starts.tolist(), korean.tolist())]
         log["korean_windows"] += int(korean.sum())
         batch = torch.stack(windows).to(device)
@@ -160,13 +162,13 @@ def pretrain(model, train_stream: torch.Tensor, validation_stream: torch.Tensor,
         opt.step()
         log["step"].append(step)
         log["train_loss"].append(loss.item())
-        if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
+        if (step + 1) % log_every == 0 or step + 1 == steps:
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % max(1, settings.steps // 10) == 0 or step + 1 == settings.steps:
+        if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
             log["validation_step"].append(step + 1)
-            log["validation_loss"].append(mean_loss(model, validation_stream, settings.seq_len, max_windows=32))
+            log["validation_loss"].append(mean_loss(model, validation_stream, seq_len, max_windows=32))
             if korean_validation is not None:
-                log["korean_validation_loss"].append(mean_loss(model, korean_validation, settings.seq_len,
+                log["korean_validation_loss"].append(mean_loss(model, korean_validation, seq_len,
                                                                max_windows=32))
     model.eval()
     return log

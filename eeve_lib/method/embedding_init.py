@@ -19,7 +19,7 @@ request (chapter 05's tied arm). Every old row stays bit-identical. Shown in cha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable
 
 import torch
 
@@ -27,7 +27,7 @@ from .base_model import padded_rows
 from ..errors import TokenizerError
 from ..runtime import generator
 
-InitMethod = Literal["subword_mean", "mean_resizing", "random"]
+InitMethod = str  # a name in INIT_METHODS (below): the registry is the one list of init methods
 PADDING_BIAS = -1.0e4  # logit of fresh padding rows: exp(-1e4) underflows to 0, also in bf16
 
 
@@ -139,6 +139,44 @@ def untie_embeddings(model) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class InitRule:
+    """One way to fill the new rows (step 9 and chapter 05's alternatives). Each function gets the
+    base's real rows as float32 (one per base token), the :class:`Extension`, the run's private
+    generator and the config's ``initializer_range``; draws happen input rows first, then output
+    rows, so that a rule's numbers depend only on the seed."""
+
+    input_rows: Callable[[torch.Tensor, Extension, torch.Generator, float], torch.Tensor]
+    output_rows: Callable[[torch.Tensor, Extension, torch.Generator, float], torch.Tensor]
+    output_bias: Callable[[torch.Tensor, Extension], torch.Tensor]  # from the base's bias of its real rows
+
+
+def _subword_mean_input(real_in, ext, g, init_range):
+    """The paper's input rule: the mean of the pieces' input rows."""
+    return torch.stack([real_in[p].mean(0) for p in ext.pieces]) if ext.pieces else real_in[:0]
+
+
+def _first_piece(ext: Extension) -> torch.Tensor:
+    return torch.tensor([p[0] for p in ext.pieces], dtype=torch.long)
+
+
+def _random_rows(real, ext, g, init_range):
+    """A plain normal draw with the model's ``initializer_range``."""
+    return torch.randn(ext.n_new, real.shape[1], generator=g) * init_range
+
+
+INIT_METHODS: dict[str, InitRule] = {
+    # EEVE's: input row = mean of its pieces' input rows; output row and bias = its first piece's.
+    "subword_mean": InitRule(_subword_mean_input, lambda real_out, ext, g, r: real_out[_first_piece(ext)],
+                             lambda bias, ext: bias[_first_piece(ext)]),
+    # transformers' mean_resizing; the bias is the mean of the old biases.
+    "mean_resizing": InitRule(lambda real, ext, g, r: _mean_resizing_rows(real, ext.n_new, g),
+                              lambda real, ext, g, r: _mean_resizing_rows(real, ext.n_new, g),
+                              lambda bias, ext: bias.float().mean().expand(ext.n_new)),
+    "random": InitRule(_random_rows, _random_rows, lambda bias, ext: torch.zeros(ext.n_new)),
+}
+
+
 def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "subword_mean", seed: int = 0,
                  pad_to_multiple_of: int = 64, untie: bool = True) -> Extension:
     """Resize ``model`` in place to the extended vocabulary and initialise the new rows (chapter 03).
@@ -148,6 +186,8 @@ def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "
     """
     from torch import nn
 
+    if method not in INIT_METHODS:
+        raise ValueError(f"unknown initialisation {method!r}: use {', '.join(INIT_METHODS)}")
     check_extends(base_tokenizer, target_tokenizer)
     untied = untie_embeddings(model) if untie else False
     inp = model.get_input_embeddings()
@@ -165,22 +205,16 @@ def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "
     new_ids = torch.arange(base_size, target_size)
     g = generator(seed)
 
+    rule = INIT_METHODS[method]
+    init_range = getattr(model.config, "initializer_range", 0.02)
+
     with torch.no_grad():
         # >>> the core, shown in the book
         old_in = inp.weight.detach()
         w_in = torch.zeros(rows, hidden, dtype=dtype, device=old_in.device)
         w_in[:base_rows] = old_in  # old rows: copied bit for bit
         real_in = old_in[:base_size].float()
-        if method == "subword_mean":
-            rows_in = torch.stack([real_in[p].mean(0) for p in ext.pieces]) if ext.pieces else real_in[:0]
-        elif method == "mean_resizing":
-            rows_in = _mean_resizing_rows(real_in, ext.n_new, g)
-        elif method == "random":
-            std = getattr(model.config, "initializer_range", 0.02)
-            rows_in = torch.randn(ext.n_new, hidden, generator=g) * std
-        else:
-            raise ValueError(f"unknown initialisation {method!r}: use subword_mean, mean_resizing or random")
-        w_in[new_ids] = rows_in.to(dtype=dtype, device=w_in.device)
+        w_in[new_ids] = rule.input_rows(real_in, ext, g, init_range).to(dtype=dtype, device=w_in.device)
         # <<< the core
         new_inp = nn.Embedding(rows, hidden, _weight=w_in)
         model.set_input_embeddings(new_inp)
@@ -195,21 +229,11 @@ def extend_model(model, base_tokenizer, target_tokenizer, method: InitMethod = "
                 b_out[:base_rows] = out.bias.detach()
             # >>> the core, shown in the book
             real_out = old_out[:base_size].float()
-            if method == "subword_mean":
-                first = torch.tensor([p[0] for p in ext.pieces], dtype=torch.long)
-                w_out[new_ids] = real_out[first].to(old_out.dtype) if len(first) else w_out[new_ids]
-                if has_bias and len(first):
-                    b_out[new_ids] = out.bias.detach()[first]
+            if ext.n_new:
+                w_out[new_ids] = rule.output_rows(real_out, ext, g, init_range).to(old_out.dtype)
+                if has_bias:
+                    b_out[new_ids] = rule.output_bias(out.bias.detach()[:base_size], ext).to(out.bias.dtype)
             # <<< the core
-            elif method == "mean_resizing":
-                w_out[new_ids] = _mean_resizing_rows(real_out, ext.n_new, g).to(old_out.dtype)
-                if has_bias:
-                    b_out[new_ids] = out.bias.detach()[:base_size].float().mean().to(out.bias.dtype)
-            else:
-                std = getattr(model.config, "initializer_range", 0.02)
-                w_out[new_ids] = (torch.randn(ext.n_new, hidden, generator=g) * std).to(old_out.dtype)
-                if has_bias:
-                    b_out[new_ids] = 0
             # skip_init: no random initialisation that would draw from the global RNG.
             head = torch.nn.utils.skip_init(nn.Linear, hidden, rows, bias=has_bias, device=old_out.device,
                                             dtype=old_out.dtype)

@@ -1,26 +1,28 @@
-"""Step 10: one stage of training, exactly and resumably.
+"""Step 10: one stage of training on this machine, exactly and resumably: the engine around the loop.
 
-A stage installs its row-split modules (:mod:`.row_split`), builds an optimizer over exactly
-what trains, and runs :func:`train_step` on batches drawn up front (:mod:`.sampling`). The model
+The loop itself is :func:`~.training_loop.train_stage_loop` (freeze by stage, step, merge);
+:class:`AccelerateEngine` runs it here: it installs the stage's row-split modules
+(:mod:`.row_split`), builds an optimizer over exactly what trains, and feeds :func:`train_step`
+batches drawn up front (:mod:`.sampling`). The model
 has no dropout at tiny scale, and where it has (phi-2) the random state is seeded per stage and
 carried in the resume state, so a killed run resumes from its last checkpoint and, on the CPU,
 ends bit-identical to an uninterrupted run. The loop is pure: the pipeline hands it the state to
 resume from and a callback that stores checkpoints.
 
 Several processes (``accelerate launch``, see "Run the full-scale version"): each process trains
-on its share of every batch. In data-parallel mode (``training.parallelism: ddp``, the default)
-accelerate wraps the model in DDP and every process holds all of it; in sharded mode
-(``training.parallelism: fsdp``, or an accelerate launch config with ``distributed_type: FSDP``)
+on its share of every batch. In data-parallel mode (the default) accelerate wraps the model in DDP
+and every process holds all of it; in sharded mode (``StageOptions.sharded``: the pipeline sets it
+for ``training.parallelism: fsdp`` or an accelerate launch config with ``distributed_type: FSDP``)
 the loop trains a copy sharded with FSDP2 (:mod:`.sharding`). Either way checkpoints hold whole
 tensors, so a stage resumes on any number of processes. Stage 6 may train LoRA or QLoRA adapters
-instead of the transformer's weights (``training.stage6``, :mod:`.adapters`). Shown in chapter 04.
+instead of the transformer's weights (``StageOptions.stage6``, :mod:`.adapters`). Shown in chapter 04.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -32,10 +34,11 @@ from ..runtime import seeded
 from . import adapters as lora
 from . import sharding
 from .embedding_init import Extension
-from .lm import causal_lm_loss, cosine_lr, mean_loss
-from .row_split import install_stage, merge_stage, optimizer_state_bytes, stage_optimizer
+from .lm import cosine_lr, mean_loss
+from .row_split import install_stage, optimizer_state_bytes, stage_optimizer
 from .sampling import TrainingData, sample_batches
 from .stages import Stage, StageBudget, flops_per_token, steps_for, trainable_counts
+from .training_loop import StageEngine, train_stage_loop, train_step
 
 
 @dataclass
@@ -92,11 +95,24 @@ class ResumeState:
     rng: dict[str, Any]
 
 
-def parallelism(settings) -> str:
-    """``fsdp`` when the profile asks for it or an accelerate launch config with ``distributed_type:
-    FSDP`` started this process (accelerate then sets ``ACCELERATE_USE_FSDP``), else ``ddp``."""
-    launched_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-    return "fsdp" if launched_fsdp or getattr(settings, "parallelism", "ddp") == "fsdp" else "ddp"
+@dataclass(frozen=True)
+class StageOptions:
+    """How every stage trains, in plain values; the pipeline fills them from the profile's
+    ``training`` section and the launch environment (``eeve_lib.pipeline.training.stage_options``)."""
+
+    batch_size: int
+    seq_len: int
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # 0 = no clipping
+    warmup_fraction: float = 0.1
+    validation_points: int = 4
+    checkpoint_every: int = 0  # 0 = no checkpoints
+    stage6: str = "full"  # full, lora or qlora
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    sharded: bool = False  # with several processes: FSDP2 shards instead of whole copies (DDP)
+    reshard_after_forward: bool = True  # sharded only: free gathered blocks after their forward
 
 
 def _accelerator(dtype: torch.dtype, device: torch.device):
@@ -138,34 +154,6 @@ def wait_for_everyone() -> None:
     PartialState().wait_for_everyone()
 
 
-def train_step(model, batch: torch.Tensor, optimizer, trainable: list, *, vocab_limit: int, grad_clip: float,
-               accelerator=None, autocast: Callable[[], Any] | None = None) -> torch.Tensor:
-    """One optimizer step: forward, loss over the real tokens' logits, backward, clip, step.
-
-    ``trainable`` are the stage's parameters (for clipping). With ``accelerator`` (the stage
-    loop) autocast, backward and clipping go through accelerate; without it (the benchmark) they
-    are plain torch, with ``autocast`` (a context-manager factory) around the forward pass.
-    Returns the detached loss.
-    """
-    if accelerator is not None:
-        autocast = accelerator.autocast
-    with (autocast or contextlib.nullcontext)():
-        logits = model(input_ids=batch).logits
-    loss = causal_lm_loss(logits, batch, vocab_limit=vocab_limit)
-    optimizer.zero_grad(set_to_none=True)
-    if accelerator is not None:
-        accelerator.backward(loss)
-    else:
-        loss.backward()
-    if grad_clip:
-        if accelerator is not None:
-            accelerator.clip_grad_norm_(trainable, grad_clip)
-        else:
-            torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
-    optimizer.step()
-    return loss.detach()
-
-
 def body_parameter_count(model) -> int:
     """Parameters outside the input embedding and the output head (weight and bias)."""
     skip = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight),
@@ -173,147 +161,187 @@ def body_parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
-def stage6_mode(settings, stage: Stage) -> str:
+def stage6_mode(options: StageOptions, stage: Stage) -> str:
     """``full``, ``lora`` or ``qlora``: how this stage trains the transformer (only stage 6 has a choice)."""
-    mode = getattr(settings, "stage6", "full")
-    return mode if stage.number == 6 and stage.transformer else "full"
+    return options.stage6 if stage.adapters_allowed and stage.transformer else "full"
+
+
+class AccelerateEngine(StageEngine):
+    """:func:`~.training_loop.train_stage_loop` on this machine's processes, through accelerate: DDP
+    or a sharded copy (FSDP2), LoRA/QLoRA for stage 6, resuming, checkpoints, validation, the log."""
+
+    def __init__(self, stage: Stage, budget: StageBudget, data: TrainingData, ext: Extension, log: StageLog, *,
+                 options: StageOptions, seed: int, device: torch.device, dtype: torch.dtype, resume: ResumeState | None,
+                 on_checkpoint: Callable[[ResumeState], None] | None, validation: Validation | None, progress: bool,
+                 shape: tuple[int, int, int]):
+        self.shape = shape  # the base's body parameters, output rows and hidden size, before any split
+        self.stage, self.budget, self.data, self.ext, self.log = stage, budget, data, ext, log
+        self.options, self.seed, self.dtype, self.resume = options, seed, dtype, resume
+        self.on_checkpoint, self.validation, self.progress = on_checkpoint, validation, progress
+        self.total = log.steps
+        self.mode = stage6_mode(options, stage)
+        self.accelerator = _accelerator(dtype, device)
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        self.sharded = options.sharded and self.world > 1
+        self.adapters, self.trainable, self.start, self.rng_state = None, [], 0, None
+        if self.mode == "qlora":
+            lora.require_qlora_support(device)
+            if self.sharded:
+                raise TrainingError("training.stage6: qlora is not wired for sharding; use training.stage6: lora "
+                                    "with FSDP, or qlora with data parallelism (its 4-bit model fits one GPU).")
+
+    def freeze(self, model, stage, ext):
+        if self.mode == "full":
+            trainable = install_stage(model, stage, ext)
+        else:
+            # LoRA stage 6: the embedding rows train as in the full stage, the transformer through adapters.
+            trainable = install_stage(model, dataclasses.replace(stage, transformer=False), ext)
+            s = self.options
+            self.adapters, adapter_params = lora.add_adapters(
+                model, rank=s.lora_rank, alpha=s.lora_alpha, dropout=s.lora_dropout,
+                seed=self.seed * 1000 + stage.number, quantize=self.mode == "qlora", compute_dtype=self.dtype)
+            trainable += adapter_params
+            self.log.trainable["transformer"] = self.adapters.parameter_count(model)
+            self.log.trainable["total"] = sum(v for k, v in self.log.trainable.items() if k != "total")
+        if self.resume is not None:
+            with torch.no_grad():
+                for name, p in trainable:
+                    p.copy_(self.resume.trainable[name])
+            self.start, self.rng_state = self.resume.step, self.resume.rng
+            saved = StageLog(**self.resume.log)
+            log = self.log
+            log.losses, log.validation, log.resumed_from_step = saved.losses[:self.start], saved.validation, self.start
+        self.trainable = trainable
+        return trainable
+
+    def prepare(self, model, trainable):
+        accelerator, resume, lr = self.accelerator, self.resume, self.budget.learning_rate
+        if self.sharded:
+            # The host model stays whole on the CPU; a sharded copy trains (see eeve_lib.method.sharding).
+            mesh = sharding.device_mesh(accelerator.device, self.world)
+            train_model = sharding.shard_copy(model, mesh, param_dtype=self.dtype if self.dtype != torch.float32
+                                              else None, reshard_after_forward=self.options.reshard_after_forward)
+            fqn = {id(p): n for n, p in model.named_parameters()}
+            shards = dict(train_model.named_parameters())
+            train_params = [(name, shards[fqn[id(p)]]) for name, p in trainable]
+            optimizer = stage_optimizer(train_params, lr, self.options.weight_decay)
+            if resume is not None:
+                optimizer.load_state_dict(sharding.sharded_optimizer_state(resume.optimizer,
+                                                                           _optimizer_params(optimizer)))
+        else:
+            optimizer = stage_optimizer(trainable, lr, self.options.weight_decay)
+            if resume is not None:
+                optimizer.load_state_dict(resume.optimizer)
+            model.to(accelerator.device)
+            train_model, optimizer = accelerator.prepare(model, optimizer)
+            train_params = trainable
+        log, s = self.log, self.options
+        self.batches = sample_batches(self.data, self.total, s.batch_size, self.seed * 1000 + self.stage.number)
+        log.new_token_share_seen = float(self.data.new_share[self.batches].mean())
+        log.english_share_seen = float(self.data.english[self.batches].float().mean()) \
+            if self.data.english is not None else 0.0
+        body, rows, hidden = self.shape
+        log.flops = flops_per_token(self.stage, log.trainable, body, hidden, rows) * log.tokens
+        self.warmup = int(s.warmup_fraction * self.total)
+        points = max(1, s.validation_points)
+        self.eval_points = {max(1, self.total * k // points) for k in range(1, points + 1)}
+        return train_model, optimizer, train_params
+
+    @contextlib.contextmanager
+    def running(self, train_model):
+        self.started = time.time()
+        self.bar = tqdm(range(self.start, self.total), desc=f"stage {self.stage.number}: {self.stage.name}",
+                        disable=not self.progress, initial=self.start, total=self.total)
+        train_model.train()
+        # Dropout (phi-2 has some) draws from the global RNG: seed it per stage inside a fork, so the
+        # caller's random state is untouched, and checkpoint it, so a resumed run draws the same masks.
+        with seeded(self.seed * 1000 + self.stage.number):
+            if self.rng_state is not None:
+                torch.set_rng_state(self.rng_state["cpu"])
+                if torch.cuda.is_available() and self.rng_state.get("cuda"):
+                    torch.cuda.set_rng_state_all(self.rng_state["cuda"])
+            yield
+        self.bar.close()
+
+    def steps(self):
+        return self.bar
+
+    def learning_rate(self, step):
+        return cosine_lr(step, self.total, self.budget.learning_rate, self.warmup)
+
+    def batch(self, step):
+        return self.data.windows[self.batches[step][self.rank::self.world]].to(self.accelerator.device)
+
+    def step(self, train_model, batch, optimizer, params):
+        accelerator, tensors = self.accelerator, [p for _, p in params]
+        if self.sharded:  # FSDP averages the gradients; clipping sees the sharded gradients' global norm
+            loss = train_step(train_model, batch, optimizer, tensors, vocab_limit=self.ext.target_size,
+                              grad_clip=self.options.grad_clip, autocast=accelerator.autocast)
+        else:
+            loss = train_step(train_model, batch, optimizer, tensors, vocab_limit=self.ext.target_size,
+                              grad_clip=self.options.grad_clip, backward=accelerator.backward,
+                              clip=accelerator.clip_grad_norm_, autocast=accelerator.autocast)
+        if self.world > 1:  # the loss of the whole global batch, as one process would log it
+            loss = accelerator.reduce(loss, reduction="mean")
+        return loss
+
+    def after_step(self, step, loss, train_model, optimizer, params):
+        log, accelerator = self.log, self.accelerator
+        if step == self.start:
+            log.optimizer_state_bytes = optimizer_state_bytes(getattr(optimizer, "optimizer", optimizer))
+        log.losses.append(loss)
+        self.bar.set_postfix(loss=f"{loss:.3f}")
+        if self.validation is not None and (step + 1) in self.eval_points:
+            scored = train_model if self.sharded else accelerator.unwrap_model(train_model)
+            ko, en = self.validation.score(scored, self.ext.target_size)
+            log.validation["step"].append(step + 1)
+            log.validation["korean"].append(ko)
+            log.validation["english"].append(en)
+            train_model.train()
+        every = self.options.checkpoint_every
+        if self.on_checkpoint is not None and every and (step + 1) % every == 0 and step + 1 < self.total:
+            if self.sharded:  # gathering is collective: every process takes part, the main one stores
+                state = _resume_state(step + 1, params, optimizer, log, gather=True)
+                if accelerator.is_main_process:
+                    self.on_checkpoint(state)
+            elif accelerator.is_main_process:
+                self.on_checkpoint(_resume_state(step + 1, params, optimizer, log))
+
+    def finish(self, model, train_model, params):
+        ran = self.total - self.start
+        self.log.seconds_per_step = (time.time() - self.started) / ran if ran else 0.0
+        if self.sharded:
+            # Only the trainable tensors come back into the host model: its frozen ones never left it.
+            with torch.no_grad():
+                for (_, host), (_, shard) in zip(self.trainable, params):
+                    host.copy_(sharding.gather(shard.detach()).to(host.device))
+        self.accelerator.free_memory()  # drop accelerate's references to this stage's optimizer
+        if self.adapters is not None:
+            lora.merge_adapters(model, self.adapters)
 
 
 def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ext: Extension, *,
-                settings, seed: int, device: torch.device, dtype: torch.dtype,
+                options: StageOptions, seed: int, device: torch.device, dtype: torch.dtype,
                 resume: ResumeState | None = None, on_checkpoint: Callable[[ResumeState], None] | None = None,
                 validation: Validation | None = None, progress: bool = True) -> StageLog:
-    """Train one stage in place (chapter 04), continuing from ``resume`` when given.
+    """Train one stage in place (chapter 04), continuing from ``resume`` when given: the textbook
+    loop (:func:`~.training_loop.train_stage_loop`) through :class:`AccelerateEngine`.
 
-    Every ``settings.checkpoint_every`` steps the main process calls ``on_checkpoint`` with the
+    Every ``options.checkpoint_every`` steps the main process calls ``on_checkpoint`` with the
     state to resume from; storing it is the pipeline's business.
     """
-    steps = steps_for(budget, settings.batch_size, settings.seq_len)
-    log = StageLog(stage.number, stage.name, steps, steps * settings.batch_size * settings.seq_len,
+    steps = steps_for(budget, options.batch_size, options.seq_len)
+    log = StageLog(stage.number, stage.name, steps, steps * options.batch_size * options.seq_len,
                    budget.learning_rate)
     body, (rows, hidden) = body_parameter_count(model), model.get_output_embeddings().weight.shape
     log.trainable = trainable_counts(stage, n_base=ext.base_size, n_new=ext.n_new, hidden=hidden, body_params=body,
                                      output_bias=model.get_output_embeddings().bias is not None, tied=ext.tied)
-    mode = stage6_mode(settings, stage)
-    accelerator = _accelerator(dtype, device)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    sharded = parallelism(settings) == "fsdp" and world > 1
-    if mode == "qlora":
-        lora.require_qlora_support(device)
-        if sharded:
-            raise TrainingError("training.stage6: qlora is not wired for sharding; use training.stage6: lora with "
-                                "FSDP, or qlora with data parallelism (its 4-bit model fits one GPU).")
-    adapters = None
-    if mode == "full":
-        trainable = install_stage(model, stage, ext)
-    else:
-        # LoRA stage 6: the embedding rows train as in the full stage, the transformer through adapters.
-        trainable = install_stage(model, Stage(stage.number, stage.name, stage.input_rows, stage.output_rows, False),
-                                  ext)
-        adapters, adapter_params = lora.add_adapters(
-            model, rank=settings.lora_rank, alpha=settings.lora_alpha, dropout=settings.lora_dropout,
-            seed=seed * 1000 + stage.number, quantize=mode == "qlora", compute_dtype=dtype)
-        trainable += adapter_params
-        log.trainable["transformer"] = adapters.parameter_count(model)
-        log.trainable["total"] = sum(v for k, v in log.trainable.items() if k != "total")
-    start, rng_state = 0, None
-    if resume is not None:
-        with torch.no_grad():
-            for name, p in trainable:
-                p.copy_(resume.trainable[name])
-        start, rng_state = resume.step, resume.rng
-        saved = StageLog(**resume.log)
-        log.losses, log.validation, log.resumed_from_step = saved.losses[:start], saved.validation, start
-    if sharded:
-        # The host model stays whole on the CPU; a sharded copy trains (see eeve_lib.method.sharding).
-        mesh = sharding.device_mesh(accelerator.device, world)
-        train_model = sharding.shard_copy(model, mesh, param_dtype=dtype if dtype != torch.float32 else None,
-                                          reshard_after_forward=_reshard_after_forward())
-        fqn = {id(p): n for n, p in model.named_parameters()}
-        shards = dict(train_model.named_parameters())
-        train_params = [(name, shards[fqn[id(p)]]) for name, p in trainable]
-        optimizer = stage_optimizer(train_params, budget.learning_rate, settings.weight_decay)
-        if resume is not None:
-            optimizer.load_state_dict(sharding.sharded_optimizer_state(resume.optimizer, _optimizer_params(optimizer)))
-    else:
-        optimizer = stage_optimizer(trainable, budget.learning_rate, settings.weight_decay)
-        if resume is not None:
-            optimizer.load_state_dict(resume.optimizer)
-        model.to(accelerator.device)
-        train_model, optimizer = accelerator.prepare(model, optimizer)
-        train_params = trainable
-    batches = sample_batches(data, steps, settings.batch_size, seed * 1000 + stage.number)
-    log.new_token_share_seen = float(data.new_share[batches].mean())
-    log.english_share_seen = float(data.english[batches].float().mean()) if data.english is not None else 0.0
-    log.flops = flops_per_token(stage, log.trainable, body, hidden, rows) * log.tokens
-    warmup = int(settings.warmup_fraction * steps)
-    points = max(1, settings.validation_points_per_stage)
-    eval_points = {max(1, steps * k // points) for k in range(1, points + 1)}
-    started = time.time()
-    bar = tqdm(range(start, steps), desc=f"stage {stage.number}: {stage.name}", disable=not progress,
-               initial=start, total=steps)
-    train_model.train()
-    # Dropout (phi-2 has some) draws from the global RNG: seed it per stage inside a fork, so the
-    # caller's random state is untouched, and checkpoint it, so a resumed run draws the same masks.
-    with seeded(seed * 1000 + stage.number):
-        if rng_state is not None:
-            torch.set_rng_state(rng_state["cpu"])
-            if torch.cuda.is_available() and rng_state.get("cuda"):
-                torch.cuda.set_rng_state_all(rng_state["cuda"])
-        for step in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, steps, budget.learning_rate, warmup)
-            batch = data.windows[batches[step][rank::world]].to(accelerator.device)
-            if sharded:  # FSDP averages the gradients; clipping sees the sharded gradients' global norm
-                loss = train_step(train_model, batch, optimizer, [p for _, p in train_params],
-                                  vocab_limit=ext.target_size, grad_clip=settings.grad_clip,
-                                  autocast=accelerator.autocast)
-            else:
-                loss = train_step(train_model, batch, optimizer, [p for _, p in train_params],
-                                  vocab_limit=ext.target_size, grad_clip=settings.grad_clip, accelerator=accelerator)
-            if world > 1:  # the loss of the whole global batch, as one process would log it
-                loss = accelerator.reduce(loss, reduction="mean")
-            if step == start:
-                log.optimizer_state_bytes = optimizer_state_bytes(getattr(optimizer, "optimizer", optimizer))
-            log.losses.append(float(loss))
-            bar.set_postfix(loss=f"{log.losses[-1]:.3f}")
-            if validation is not None and (step + 1) in eval_points:
-                scored = train_model if sharded else accelerator.unwrap_model(train_model)
-                ko, en = validation.score(scored, ext.target_size)
-                log.validation["step"].append(step + 1)
-                log.validation["korean"].append(ko)
-                log.validation["english"].append(en)
-                train_model.train()
-            if on_checkpoint is not None and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 \
-                    and step + 1 < steps:
-                if sharded:  # gathering is collective: every process takes part, the main one stores
-                    state = _resume_state(step + 1, train_params, optimizer, log, gather=True)
-                    if accelerator.is_main_process:
-                        on_checkpoint(state)
-                elif accelerator.is_main_process:
-                    on_checkpoint(_resume_state(step + 1, train_params, optimizer, log))
-    bar.close()
-    ran = steps - start
-    log.seconds_per_step = (time.time() - started) / ran if ran else 0.0
-    if sharded:
-        # Only the trainable tensors come back into the host model: its frozen ones never left it.
-        with torch.no_grad():
-            for (_, host), (_, shard) in zip(trainable, train_params):
-                host.copy_(sharding.gather(shard.detach()).to(host.device))
-        del train_model, train_params, optimizer
-    else:
-        model = accelerator.unwrap_model(train_model)
-    accelerator.free_memory()  # drop accelerate's references to this stage's optimizer
-    if adapters is not None:
-        lora.merge_adapters(model, adapters)
-    merge_stage(model)
+    engine = AccelerateEngine(stage, budget, data, ext, log, options=options, seed=seed, device=device, dtype=dtype,
+                              resume=resume, on_checkpoint=on_checkpoint, validation=validation, progress=progress,
+                              shape=(body, rows, hidden))
+    train_stage_loop(model, stage, ext, engine)
     model.eval()
     return log
-
-
-def _reshard_after_forward() -> bool:
-    """Accelerate's launch config says (``fsdp_reshard_after_forward``); default: free gathered blocks after use."""
-    return os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() not in ("false", "no_shard", "0")
 
 
 def _optimizer_params(optimizer) -> list:
@@ -332,5 +360,5 @@ def _resume_state(step: int, trainable, optimizer, log: StageLog, gather: bool =
     return ResumeState(step, {n: p.detach().cpu() for n, p in trainable}, opt.state_dict(), log.as_dict(), rng)
 
 
-__all__ = ["StageLog", "Validation", "ResumeState", "train_step", "train_stage", "body_parameter_count",
-           "is_main_process", "wait_for_everyone", "parallelism", "stage6_mode"]
+__all__ = ["StageLog", "Validation", "ResumeState", "AccelerateEngine", "train_step", "train_stage",
+           "body_parameter_count", "is_main_process", "wait_for_everyone", "StageOptions", "stage6_mode"]

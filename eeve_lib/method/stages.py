@@ -11,8 +11,11 @@ what it trains instead of naming stage numbers. Shown in chapter 04.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
+
+from ..errors import TrainingError
 
 Rows = Literal["none", "new", "all"]
 
@@ -26,6 +29,9 @@ class Stage:
     input_rows: Rows
     output_rows: Rows
     transformer: bool
+    # The stage the paper, as secondary descriptions report it, trains with QLoRA: ``training.stage6``
+    # may train its transformer through LoRA or QLoRA adapters instead of its weights.
+    adapters_allowed: bool = False
 
     @property
     def trains_base_input_rows(self) -> bool:
@@ -51,7 +57,7 @@ STAGES: dict[int, Stage] = {
     3: Stage(3, "new input and output embeddings", "new", "new", False),
     4: Stage(4, "all output embeddings", "none", "all", False),
     5: Stage(5, "new input and all output embeddings", "new", "all", False),
-    6: Stage(6, "all parameters", "all", "all", True),
+    6: Stage(6, "all parameters", "all", "all", True, adapters_allowed=True),
     7: Stage(7, "all but the embeddings", "none", "none", True),
 }
 
@@ -63,7 +69,7 @@ def as_tied(stage: Stage) -> Stage:
     """
     order: tuple[Rows, ...] = ("none", "new", "all")
     rows = max(stage.input_rows, stage.output_rows, key=order.index)
-    return Stage(stage.number, f"{stage.name} (tied: {rows} rows)", rows, rows, stage.transformer)
+    return dataclasses.replace(stage, name=f"{stage.name} (tied: {rows} rows)", input_rows=rows, output_rows=rows)
 
 
 # Ablation arms: these stages share the whole budget of the seven-stage schedule.
@@ -91,8 +97,6 @@ class StageBudget:
 
 def get_stage(number: int) -> Stage:
     """The stage with this number; a clear error for any other."""
-    from ..errors import TrainingError
-
     if number not in STAGES:
         raise TrainingError(f"Unknown stage {number!r}. Valid stages: "
                             + ", ".join(f"{s.number} ({s.name})" for s in STAGES.values()) + ".")
@@ -138,8 +142,6 @@ def ablation_schedule(schedule: Sequence[StageBudget], arm: str, batch_size: int
     Each stage keeps the learning rate it has in ``schedule`` (the last stage's when absent);
     the total steps are split evenly, the first stages taking any remainder.
     """
-    from ..errors import TrainingError
-
     if arm not in ABLATION_SCHEDULES:
         raise TrainingError(f"Unknown ablation schedule {arm!r}. Valid: {', '.join(ABLATION_SCHEDULES)}.")
     total_steps = sum(steps_for(b, batch_size, seq_len) for b in schedule)

@@ -64,15 +64,15 @@ class _Splitter:
     """Splits raw text the way the tokenizer does before BPE: added tokens first, then the family's
     per-stretch rules (a character map, a prefix) and its word pattern (see ``SplitterSettings``)."""
 
-    def __init__(self, settings):
-        self.pattern = regex.compile(settings.pattern)
-        longest_first = sorted(set(settings.added_tokens), key=len, reverse=True)
+    def __init__(self, splitting):
+        self.pattern = regex.compile(splitting.pattern)
+        longest_first = sorted(set(splitting.added_tokens), key=len, reverse=True)
         self.added = (_stdlib_re.compile("|".join(map(_stdlib_re.escape, longest_first)))
                       if longest_first else None)
-        self.nfc = settings.nfc
-        self.table = str.maketrans(dict(settings.char_map)) if settings.char_map else None
-        self.prefix, self.prefix_where, self.prefix_if_absent = (settings.prefix, settings.prefix_where,
-                                                                 settings.prefix_if_absent)
+        self.nfc = splitting.nfc
+        self.table = str.maketrans(dict(splitting.char_map)) if splitting.char_map else None
+        self.prefix, self.prefix_where, self.prefix_if_absent = (splitting.prefix, splitting.prefix_where,
+                                                                 splitting.prefix_if_absent)
 
     def _stretch(self, text: str, at_start: bool) -> str:
         """A stretch of text between added tokens as the tokenizer hands it on: mapped, maybe prefixed."""
@@ -108,13 +108,13 @@ class _Splitter:
         return chars, nbytes
 
 
-def _count_in_helper(inbox, outbox, settings) -> None:
+def _count_in_helper(inbox, outbox, splitting) -> None:
     """A helper process: count every batch it receives into one Counter, and send it back once.
 
     Sending one Counter per helper at the end, instead of one per batch, keeps the pickling and
     the merging in the parent proportional to the distinct words, not to the number of batches.
     """
-    splitter = _Splitter(settings)
+    splitter = _Splitter(splitting)
     words: Counter = Counter()
     added: Counter = Counter()
     docs = chars = nbytes = 0
@@ -149,7 +149,7 @@ def _get(queue_, processes):
             _check_alive(processes)
 
 
-def _count_with_helpers(batches: Iterable[list[str]], helpers: int, settings, count_here) -> list[tuple]:
+def _count_with_helpers(batches: Iterable[list[str]], helpers: int, splitting, count_here) -> list[tuple]:
     """Count ``batches`` in ``helpers`` extra processes and, whenever they are all busy, here.
 
     Returns each helper's (words, added, docs, chars, bytes). A batch goes to the helpers only
@@ -159,7 +159,7 @@ def _count_with_helpers(batches: Iterable[list[str]], helpers: int, settings, co
     ctx = multiprocessing.get_context("spawn")
     inbox = ctx.Queue(maxsize=2 * helpers)
     outbox = ctx.Queue()
-    processes = [ctx.Process(target=_count_in_helper, args=(inbox, outbox, settings), daemon=True)
+    processes = [ctx.Process(target=_count_in_helper, args=(inbox, outbox, splitting), daemon=True)
                  for _ in range(helpers)]
     for p in processes:
         p.start()
@@ -189,12 +189,12 @@ def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 def _count_words(texts: Iterable[str], tokenizer, *, workers: int = 0, batch_size: int = 4096,
                  progress: bool = True, total_documents: int | None = None):
     """count_words without the sorting: (words Counter, added Counter, documents, characters, bytes)."""
-    settings = family_of(tokenizer).splitter_settings(tokenizer_json(tokenizer))
+    splitting = family_of(tokenizer).splitter_settings(tokenizer_json(tokenizer))
     batches = _batches(texts, batch_size)
     first = list(itertools.islice(batches, _MIN_BATCHES_FOR_HELPERS))
     workers = workers or (os.cpu_count() or 1)
     bar = tqdm(total=total_documents, desc="counting words", unit="doc", disable=not progress)
-    splitter = _Splitter(settings)
+    splitter = _Splitter(splitting)
     words: Counter = Counter()
     added: Counter = Counter()
     docs = chars = nbytes = 0
@@ -206,7 +206,7 @@ def _count_words(texts: Iterable[str], tokenizer, *, workers: int = 0, batch_siz
         bar.update(len(batch))  # batches handed to helpers show up when their results arrive
 
     if workers > 1 and len(first) == _MIN_BATCHES_FOR_HELPERS:
-        for w, a, d, c, b in _count_with_helpers(itertools.chain(first, batches), workers - 1, settings, count_here):
+        for w, a, d, c, b in _count_with_helpers(itertools.chain(first, batches), workers - 1, splitting, count_here):
             words.update(w)
             added.update(a)
             docs, chars, nbytes = docs + d, chars + c, nbytes + b

@@ -18,9 +18,11 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+from .arm import MAIN_ARM, ablation_arms, learning_rate_arms
+from .evaluation import score_model
 from .paths import run_paths
 from .profiles import Profile
-from .training import MAIN_ARM, ablation_arms, arm_paths, arm_seeds, learning_rate_arms, run_ablation
+from .training import arm_paths, arm_seeds, run_ablation
 
 
 def jobs(profile: Profile) -> list[tuple[int, list[str]]]:
@@ -30,7 +32,7 @@ def jobs(profile: Profile) -> list[tuple[int, list[str]]]:
     single = set(profile.ablations.one_seed) | set(learning_rate_arms(profile))
     out = []
     for k, seed in enumerate(arm_seeds(profile)):
-        first = [a for a in arms if a == MAIN_ARM or a.startswith("stage6:")]
+        first = [a for a in arms if a == MAIN_ARM or a.kind == "stage6"]
         if first:
             out.append((seed, first))
         out += [(seed, [a]) for a in arms if a not in first and (k == 0 or a not in single)]
@@ -46,19 +48,14 @@ def _model_name(profile: Profile, arm: str, seed: int, run_dir) -> str:
 def run_job(profile: Profile, run_dir, seed: int, arms: list[str], threads: int | None = None
             ) -> list[dict[str, Any]]:
     """Train and score ``arms`` at ``seed`` in this process; returns one summary per arm."""
-    from .evaluation import score_model
-
-    if threads:  # a worker process: one torch thread, each corpus read once, no library chatter
+    if threads:  # a worker process: one torch thread, no library chatter
         import torch
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
 
-        from .corpora import keep_corpora_in_memory
-
         torch.set_num_threads(threads)
-        keep_corpora_in_memory()
     out = []
     for arm in arms:
         result = run_ablation(profile, arm, run_dir, progress=False, seed=seed)

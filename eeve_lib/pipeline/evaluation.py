@@ -17,15 +17,18 @@ from typing import Any
 import torch
 
 from ..errors import CorpusError, ProfileError
-from ..method import evaluation as evaluation_method
-from ..method import tasks as tasks_method
 from ..method.evaluation import cap_characters, mean_and_spread, score_texts, uniform_bits_per_character
 from ..method.kobest import TASKS, evaluate_kobest, to_examples
 from ..method.tasks import balanced_sentiment_items, matching_items, score_matching, score_sentiment
-from . import atomic, cache
+from . import atomic, cache, steps
+from .arm import MAIN_ARM, Arm
 from .corpora import is_validation, load_corpus, load_manifest, load_parallel
+from .harness import evaluate_kobest_harness, kobest_data_files
+from .hub import hub_reachable, resolve_snapshot
 from .paths import MARKERS, SEED_SUFFIX, run_paths
 from .sources import entry_files, verify_entry
+from .training import initialise_extended_model
+from .vocabulary import vocabulary_key
 
 
 def load_model(path: str | Path, dtype=torch.float32):
@@ -60,7 +63,6 @@ def load_kobest(task: str, entry, limit: int | None = None) -> list[dict]:
     """
     import datasets
 
-    from .hub import resolve_snapshot
 
     pattern = (entry.data_files or "{task}/test/*.parquet").format(task=task)
     snapshot = resolve_snapshot(entry.dataset, entry.revision, repo_type="dataset", include=pattern,
@@ -72,8 +74,6 @@ def load_kobest(task: str, entry, limit: int | None = None) -> list[dict]:
 
 def resolved_revision(entry) -> str | None:
     """The commit a branch revision (``refs/convert/parquet``) resolves to, when the hub is reachable."""
-    from .hub import hub_reachable
-
     if not hub_reachable():
         return None
     from huggingface_hub import HfApi
@@ -183,9 +183,7 @@ def score_key(profile, model_dir: Path) -> str | None:
     for marker in (MARKERS["stage"], MARKERS["base"]):
         record = cache.read_marker(model_dir / marker)
         if record is not None and record.get("key"):
-            return cache.step_key("scores", code=[evaluation_method, tasks_method], profile=profile,
-                                  sections=("evaluation", "data"),
-                                  extra={"model": record["key"], "splits": SCORED_SPLITS})
+            return steps.key("scores", profile, extra={"model": record["key"], "splits": SCORED_SPLITS})
     return None
 
 
@@ -221,13 +219,10 @@ def score_extended(profile, run_dir=None, texts: tuple[list[str], list[str]] | N
     Not saved as a folder (it is the base model plus initialised rows, rebuilt in seconds); its
     scores are cached under the key of the vocabulary, the initialisation and the seed.
     """
-    from .training import initialise_extended_model
-    from .vocabulary import vocabulary_key
-
     paths = run_paths(profile, run_dir)
-    key = cache.step_key("scores", code=[evaluation_method, tasks_method], profile=profile,
-                         sections=("evaluation", "data", "embedding_init", "tied_embeddings", "seed"),
-                         extra={"extended": vocabulary_key(profile, run_dir), "splits": SCORED_SPLITS})
+    key = steps.key("scores", profile, run_dir,
+                    sections=("evaluation", "data", "embedding_init", "tied_embeddings", "seed"),
+                    extra={"extended": vocabulary_key(profile, run_dir), "splits": SCORED_SPLITS})
     where = paths.score("extended")
     cached = cache.cached(where, key)
     if cached is not None:
@@ -246,7 +241,6 @@ def parallel_fertility(profile, run_dir=None) -> dict[str, Any] | None:
     Korean and English), under the base and the extended tokenizer; None without one."""
     from transformers import AutoTokenizer
 
-    from .corpora import load_parallel
 
     pairs = load_parallel(profile)
     paths = run_paths(profile, run_dir)
@@ -264,19 +258,16 @@ def parallel_fertility(profile, run_dir=None) -> dict[str, Any] | None:
     return out
 
 
-def arm_of(model_name: str) -> tuple[str, int | None] | None:
+def arm_of(model_name: str) -> tuple[Arm, int | None] | None:
     """``(arm, seed)`` of a model name in metrics.json (seed None: the profile's); None for base
     and stages. ``final`` is the seven stages; ``ablation:init-random@seed1235`` is init:random."""
-    from .training import MAIN_ARM
-
     if model_name == "final":
         return MAIN_ARM, None
     if not model_name.startswith("ablation:"):
         return None
     folder = model_name.removeprefix("ablation:")
     folder, _, seed = folder.partition(SEED_SUFFIX)
-    arm = folder if folder == MAIN_ARM else folder.replace("-", ":", 1)
-    return arm, int(seed) if seed else None
+    return Arm.from_folder(folder), int(seed) if seed else None
 
 
 def _training_cost(path: Path) -> dict[str, float]:
@@ -353,7 +344,6 @@ def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, A
                   "results": evaluate_kobest(chosen, examples)}
         # The same models through EleutherAI's lm-evaluation-harness (its kobest_* tasks), on the same
         # pinned files: numbers that compare with public leaderboards.
-        from .harness import evaluate_kobest_harness, kobest_data_files
 
         chosen_dirs = {n: p for n, p in model_directories(profile, run_dir).items() if n in ("base", "final")}
         harness = evaluate_kobest_harness(chosen_dirs, TASKS, ev.kobest_limit,

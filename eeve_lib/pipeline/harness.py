@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import EeveError
 from ..method.kobest import TASKS
 from ..runtime import resolve_device, seeded
+from .hub import resolve_snapshot
 
 LM_EVAL_VERSION = "0.4.13"
 HARNESS_TASKS = {task: f"kobest_{task}" for task in TASKS}
@@ -58,8 +59,6 @@ def require_lm_eval():
 
 def kobest_data_files(entry, tasks: Sequence[str] = TASKS) -> dict[str, str]:
     """Each task's test files at the manifest entry's revision: the records ``load_kobest`` reads."""
-    from .hub import resolve_snapshot
-
     files = {}
     for task in tasks:
         pattern = (entry.data_files or "{task}/test/*.parquet").format(task=task)

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .profiles import PROJECT_ROOT, Profile
+from .profiles import Profile, PROJECT_ROOT, load_profile
 
 # The marker file of each kind of step folder: its presence says the folder is complete.
 MARKERS = {
@@ -133,6 +133,18 @@ def student_run_paths(profile: Profile | str, name: str | None = None) -> RunPat
     if name is not None and (not name or any(c in name for c in "/\\") or name.startswith(".")):
         raise ValueError(f"a student run's name is one word without slashes, not {name!r}")
     return RunPaths(runs_root() / (f"{profile_name}-{name}" if name else f"{profile_name}{STUDENT_SUFFIX}"))
+
+
+def settings_home(profile: Profile, run_dir: str | os.PathLike | None = None) -> str | os.PathLike | None:
+    """Where a run with ``profile``'s settings writes: one rule for ``eeve run``, ``eeve train`` and a
+    chapter opened by hand. ``run_dir`` when given; None (the book's run, ``runs/<profile>``) when the
+    settings are the named profile's own, the device aside (it changes where a run computes, not
+    what); else the student's run ``runs/<profile>-student``, so the book's run is never overwritten."""
+    if run_dir:
+        return run_dir
+    if profile.hash() == load_profile(profile.name, {"device": profile.device}).hash():
+        return None
+    return student_run_paths(profile).root
 
 
 def run_paths(profile: Profile | str, run_dir: str | os.PathLike | RunPaths | None = None) -> RunPaths:

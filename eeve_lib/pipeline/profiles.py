@@ -23,7 +23,9 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from ..errors import ProfileError
-from ..method.stages import StageBudget
+from ..method.families import supported_families
+from ..method.stages import ABLATION_SCHEDULES, STAGES, StageBudget
+from .arm import Arm, ArmError, ablation_arms
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 PROFILE_DIR = Path(os.environ.get("EEVE_PROFILE_DIR", PROJECT_ROOT / "profiles"))
@@ -307,6 +309,8 @@ class AblationSettings:
     seeds: int = _allowed(1, default=1)
     # Arms trained at the profile's seed only (e.g. [schedule:full_finetune]): shown, never claimed from.
     one_seed: list[str] = field(default_factory=list)
+    # Further arms by name (kind:value, see pipeline/arm.py), e.g. a kind with no setting of its own.
+    extra_arms: list[str] = field(default_factory=list)
     # Processes that train arms side by side (0: one per core); each runs its torch on one thread.
     # How the arms run, not what they compute: outside every cache key.
     workers: int = _allowed(0, default=1)
@@ -325,7 +329,7 @@ class Profile:
     vocabulary: VocabularySettings
     training: TrainingSettings
     evaluation: EvaluationSettings
-    embedding_init: Literal["subword_mean", "mean_resizing", "random"] = "subword_mean"
+    embedding_init: str = "subword_mean"  # a name in method/embedding_init.py's INIT_METHODS
     # A base whose output matrix is its input matrix (SmolLM2): 'untie' gives the extended model
     # its own output matrix, starting as an exact copy, so that every stage trains the rows it
     # names; 'keep' keeps one shared matrix (a stage then trains the union of its rows). No effect
@@ -469,8 +473,6 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any] | str | No
 
 
 def _check_consistency(p: Profile) -> None:
-    from ..method.stages import STAGES  # the stage table lives with the stage definitions
-
     for i, b in enumerate(p.training.schedule):
         if b.stage not in STAGES:
             raise ProfileError(
@@ -479,27 +481,33 @@ def _check_consistency(p: Profile) -> None:
         if (b.steps is None) == (b.tokens is None):
             raise ProfileError(f"training.schedule[{i}]: give exactly one of 'steps' or 'tokens'.")
     # Names the chapters look up: a wrong one is refused here, before chapter 00, not in chapter 05.
-    from ..method.families import supported_families
-    from ..method.stages import ABLATION_SCHEDULES
+    from ..method.embedding_init import INIT_METHODS  # here, not at the top: it loads torch
 
-    inits = typing.get_args(typing.get_type_hints(Profile)["embedding_init"])
     for where, names, known in (("ablations.schedules", p.ablations.schedules, list(ABLATION_SCHEDULES)),
-                                ("ablations.inits", p.ablations.inits, list(inits)),
+                                ("embedding_init", [p.embedding_init], list(INIT_METHODS)),
+                                ("ablations.inits", p.ablations.inits, list(INIT_METHODS)),
                                 ("base_model.tokenizer_family", [p.base_model.tokenizer_family],
                                  list(supported_families()))):
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ProfileError(f"{where}: unknown name {unknown[0]!r}; known: {', '.join(map(repr, known))}.")
-    if p.ablations.one_seed:
-        from .training import ablation_arms  # here, not at the top: training imports this module
-
-        unknown = sorted(set(p.ablations.one_seed) - set(ablation_arms(p)))
-    if p.ablations.one_seed and unknown:
-        raise ProfileError(f"ablations.one_seed: {', '.join(unknown)} is not an arm of this profile; its arms: "
-                           f"{', '.join(ablation_arms(p))}.")
     for share in p.ablations.english_replay:
         if not 0 <= share <= 0.9:
             raise ProfileError(f"ablations.english_replay: {share} is not a share between 0 and 0.9.")
+    for where in ("extra_arms", "one_seed"):  # arms by name: each a kind accepts (pipeline/arm.py)
+        for name in getattr(p.ablations, where):
+            try:
+                Arm(name)
+            except ArmError as e:
+                raise ProfileError(f"ablations.{where}: {e}") from None
+    try:
+        arms = ablation_arms(p)
+    except ArmError as e:
+        raise ProfileError(f"ablations: {e}") from None
+    unknown = sorted(set(p.ablations.one_seed) - set(arms))
+    if unknown:
+        raise ProfileError(f"ablations.one_seed: {', '.join(unknown)} is not an arm of this profile; its arms: "
+                           f"{', '.join(arms)}.")
     if not 0 < p.data.validation_fraction < 1:
         raise ProfileError("data.validation_fraction must lie strictly between 0 and 1.")
     if p.data.validation_fraction + p.data.tuning_fraction >= 1:

@@ -249,3 +249,18 @@ def branch(source: str | os.PathLike, target: str | os.PathLike, profile: str) -
             os.replace(tmp, dst)
             copied.append(name)
     return copied
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes on disk under ``root``, each file once (a student's run shares the book's by hard links)."""
+    seen, total = set(), 0
+    for path in Path(root).rglob("*"):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+    return total

@@ -14,7 +14,6 @@ command that resumes. Shown in the introduction; the report becomes the book's "
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import errno
 import hashlib
@@ -34,16 +33,15 @@ from typing import Any, Sequence
 import yaml
 
 from ..errors import EeveError
-from . import atomic, cache, rundir
-from .paths import run_paths
+# execution and manifest by module: their names are looked up when called (tests stand in for them)
+from . import atomic, cache, execution, manifest, rundir
+from .corpora import manifest_records
+from .paths import MARKERS, STEP_FOLDERS, run_paths, settings_home
 from .profiles import PROJECT_ROOT, load_profile, parse_overrides
 
 BOOK_DIR = PROJECT_ROOT / "book"
 TOC = PROJECT_ROOT / "_toc.yml"
 REPORT_VERSION = 1
-# Set in the environment of the chapters' kernels to the run directory the runner holds: a chapter
-# run by the runner writes there, whatever its settings (see eeve_lib.book.notebook.setup).
-RUNNER_ENV = "EEVE_RUNNER_RUN_DIR"
 # Free space a run needs to start: its executed notebooks, their logs and the report (models come on top).
 MIN_FREE_BYTES = 256 * 2**20
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "papermill", "jupyter-book",
@@ -142,13 +140,11 @@ def _chapter_source_hash(path: Path) -> str:
 
 def input_hashes(profile, chapter: str, parameters: dict[str, Any]) -> dict[str, str]:
     """What a chapter's result depends on: library, chapter, profile (with overrides) and data."""
-    from .manifest import MANIFEST_DIR
-
     return {
         "library": cache.code_hash((PROJECT_ROOT / "eeve_lib").rglob("*.py")),
         "chapter": _chapter_source_hash(BOOK_DIR / f"{chapter}.ipynb"),
         "profile": profile.hash(),
-        "data": _tree_hash([MANIFEST_DIR / f"{profile.data.manifest}.yaml"]),
+        "data": _tree_hash([manifest.MANIFEST_DIR / f"{profile.data.manifest}.yaml"]),
         "parameters": hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16],
     }
 
@@ -156,8 +152,6 @@ def input_hashes(profile, chapter: str, parameters: dict[str, Any]) -> dict[str,
 def step_keys(root: Path) -> dict[str, str | None]:
     """The key in every step marker of the run at ``root`` (base, tokenizers, stages, model, ablation
     arms), by the marker's path in the run: which outputs the chapters so far read or wrote."""
-    from .paths import MARKERS, STEP_FOLDERS
-
     names, keys = set(MARKERS.values()), {}
     for folder in STEP_FOLDERS:
         for where, dirs, files in os.walk(root / folder):  # no links followed
@@ -289,9 +283,8 @@ def _disk_full_message(root: Path, profile_name: str, free: int | None, ran_out:
     needed = f"at least {_mb(MIN_FREE_BYTES)} to start (notebooks, logs and the report)"
     book = run_paths(profile_name)
     if book.report.is_file() and book.root.resolve() != root.resolve():
-        from ..book.build import disk_usage  # only here, on the way out: it walks the whole run
-
-        needed += f", and the models on top: the whole run {book.root} takes {_mb(disk_usage(book.root))}"
+        # walks the whole run: only here, on the way out
+        needed += f", and the models on top: the whole run {book.root} takes {_mb(rundir.disk_usage(book.root))}"
     else:
         needed += ", and the models on top"
     have = f"{_mb(free)} free" if free is not None else "no free space"
@@ -325,35 +318,14 @@ def _resume_command(profile_name: str, run_dir, device: str | None, seed: int | 
 
 def settings_run_dir(profile_name: str, profile, run_dir=None, device: str | None = None, *,
                      progress: bool = True):
-    """Where a command that writes runs ``profile`` (profile ``profile_name`` with overrides):
-    ``run_dir`` when given; None (``runs/<profile>``) for the profile's own settings; else
-    ``runs/<profile>-student``, announced. ``eeve run`` and ``eeve train`` both go through it."""
-    if run_dir is not None or profile.hash() == load_profile(profile_name,
-                                                             {"device": device} if device else {}).hash():
-        return run_dir
-    # Other settings than the profile's never overwrite the book's run (runs/<profile>): like a
-    # chapter opened with other settings, they run in runs/<profile>-student.
-    from .paths import student_run_paths
-
-    run_dir = student_run_paths(profile_name).root
-    if progress:
-        print(f"[eeve] these settings differ from profile {profile_name}'s: the run goes to {run_dir} "
+    """Where a command that writes runs ``profile`` (profile ``profile_name`` with overrides), by
+    :func:`~.paths.settings_home`'s rule, announced when it is the student's run. ``eeve run`` and
+    ``eeve train`` both go through it; a chapter opened by hand follows the same rule."""
+    home = settings_home(profile, run_dir)
+    if run_dir is None and home is not None and progress:
+        print(f"[eeve] these settings differ from profile {profile_name}'s: the run goes to {home} "
               f"(give --run-dir to choose another folder)", flush=True)
-    return run_dir
-
-
-@contextlib.contextmanager
-def _runner_environment(root: Path):
-    """``RUNNER_ENV`` set to ``root`` for the block (the kernels it starts inherit it), then restored."""
-    previous = os.environ.get(RUNNER_ENV)
-    os.environ[RUNNER_ENV] = str(root)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(RUNNER_ENV, None)
-        else:
-            os.environ[RUNNER_ENV] = previous
+    return home
 
 
 def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume: bool = False, run_dir=None,
@@ -376,7 +348,6 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
     selected = select_chapters(chapters)
     run_dir = settings_run_dir(profile_name, profile, run_dir, device, progress=progress)
     paths = run_paths(profile, run_dir)
-    from .corpora import manifest_records
 
     data = manifest_records(profile)  # every corpus verified before anything runs
     same_run = (profile_name, paths.root if run_dir else None, device, seed, user_overrides)
@@ -385,7 +356,7 @@ def run_book(profile_name: str, chapters: Sequence[str] | None = None, *, resume
     if free is not None and free < MIN_FREE_BYTES:
         raise EeveError(_disk_full_message(paths.root, profile_name, free))
     try:
-        with rundir.claim(paths.root, profile.name, fresh=fresh), _runner_environment(paths.root):
+        with rundir.claim(paths.root, profile.name, fresh=fresh):
             return _run_chapters(profile, profile_name, selected, paths, data, resume=resume, run_dir=run_dir,
                                  device=device, seed=seed, overrides=overrides, progress=progress,
                                  resume_command=resume_command, same_run=same_run)
@@ -405,8 +376,6 @@ def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: 
                   progress: bool, resume_command: str, same_run: tuple = ()) -> dict[str, Any]:
     """run_book's work, in a claimed run directory. Hints name the same run: ``same_run`` holds
     run_book's arguments for :func:`_resume_command`."""
-    from .execution import execute_chapter
-
     same_run = same_run or (profile_name, paths.root if run_dir else None, device, seed, {})
     report = load_report(paths.report, _resume_command(*same_run, tail=["--fresh"]))
     check_commit(report, paths.report)
@@ -420,7 +389,7 @@ def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: 
             f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} not run in {paths.root}. Run them first "
             f"({_resume_command(*same_run, tail=['--chapters', *missing])}), or run without --chapters."
         )
-    from ..runtime import describe_hardware
+    from ..runtime import describe_hardware  # here, not at the top: it loads torch
 
     # run_dir only when asked for: the default (runs/<profile>) then reads as such in the book.
     parameters = {"profile": profile_name, "run_dir": str(paths.root) if run_dir else None, "device": device,
@@ -456,8 +425,9 @@ def _run_chapters(profile, profile_name: str, selected: list[str], paths, data: 
         status, error = "completed", None
         with _PeakMemory() as memory, open(log, "w", encoding="utf-8") as log_file:
             try:
-                execute_chapter(BOOK_DIR / f"{chapter}.ipynb", partial, parameters, log_file=log_file, cwd=BOOK_DIR,
-                                description=chapter, progress_file=sys.stderr if progress else None)
+                execution.execute_chapter(BOOK_DIR / f"{chapter}.ipynb", partial, parameters, log_file=log_file,
+                                          cwd=BOOK_DIR, description=chapter,
+                                          progress_file=sys.stderr if progress else None)
             except BaseException as exc:  # noqa: BLE001 - reported, then re-raised as ChapterFailed
                 status, error = ("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"), exc
         if status == "completed":

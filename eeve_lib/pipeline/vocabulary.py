@@ -15,15 +15,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import EeveError, VocabularyError
-from ..method import candidates as candidates_method
-from ..method import frequency_loop, intermediate_tokenizer, target_tokenizer, token_frequency
 from ..method.candidates import extract_candidates, hangul_share
-from ..method.families import family_modules, family_of
+from ..method.families import family_of
 from ..method.frequency_loop import ExpansionResult, Iteration, refine_vocabulary
 from ..method.intermediate_tokenizer import train_intermediate_tokenizer
 from ..method.target_tokenizer import TargetTokenizer
 from ..method.token_frequency import WordCounts, count_words
-from . import atomic, cache
+from . import atomic, cache, steps
 from .base import base_info, load_base_tokenizer
 from .corpora import load_corpus
 from .paths import run_paths
@@ -33,16 +31,11 @@ SECTIONS = ("vocabulary", "data", "seed")
 
 
 def candidates_key(profile: Profile, run_dir=None) -> str:
-    return cache.step_key("candidates", code=[intermediate_tokenizer, candidates_method, *family_modules()],
-                          profile=profile, sections=SECTIONS, upstream={"base": base_info(profile, run_dir)["key"]})
+    return steps.key("candidates", profile, run_dir)
 
 
 def vocabulary_key(profile: Profile, run_dir=None) -> str:
-    return cache.step_key("vocabulary", code=[candidates_method, target_tokenizer, token_frequency, frequency_loop,
-                                              *family_modules()],
-                          profile=profile, sections=SECTIONS,
-                          upstream={"base": base_info(profile, run_dir)["key"],
-                                    "candidates": candidates_key(profile, run_dir)})
+    return steps.key("vocabulary", profile, run_dir)
 
 
 def prepare_candidates(profile: Profile, run_dir=None):

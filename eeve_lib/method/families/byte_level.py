@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import TokenizerError
-from ..candidates import HANGUL_RANGES, is_hangul
-from . import SplitterSettings, TokenizerFamily, contains_type, with_nfc
+from ..hangul import HANGUL_RANGES, is_hangul
+from .base import SplitterSettings, TokenizerFamily, bpe_segment, contains_type, tokenizer_json, with_nfc
 
 END_OF_TEXT = "<|endoftext|>"
 # The pattern of the tokenizers library's ByteLevel pre-tokenizer (use_regex=True), i.e. GPT-2's.
@@ -188,6 +188,10 @@ class ByteLevelBPE(TokenizerFamily):
     def token_text(self, token: str) -> str | None:
         return token_text(token)
 
+    def tokenize_word(self, word: str, ranks: dict[tuple[str, str], int], vocab: dict[str, int]) -> list[str]:
+        # Every byte has its character (GPT-2's map), so the merges alone decide: no piece is missing.
+        return bpe_segment(to_byte_level(word), ranks)
+
     def piece_needs_hangul(self, piece: str) -> bool:
         return only_in_hangul_text(token_bytes(piece))
 
@@ -205,7 +209,6 @@ class ByteLevelBPE(TokenizerFamily):
     def train_intermediate(self, texts: Sequence[str], base_tokenizer, vocab_size: int, min_frequency: int = 2):
         from tokenizers import Tokenizer, pre_tokenizers, trainers
 
-        from . import tokenizer_json
 
         spec = self.check(tokenizer_json(base_tokenizer))
         specials = [t["content"] for t in spec.get("added_tokens", []) if t.get("special")]
@@ -265,7 +268,6 @@ class ByteLevelBPE(TokenizerFamily):
         """
         from tokenizers import Tokenizer, pre_tokenizers
 
-        from . import tokenizer_json
 
         spec = tokenizer_json(backend)
         pre, model, norm = spec.get("pre_tokenizer") or {}, spec.get("model") or {}, spec.get("normalizer")

@@ -53,7 +53,8 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import TokenizerError
-from . import SplitterSettings, TokenizerFamily, contains_type, tokenizer_json, with_nfc
+from ..hangul import contains_hangul
+from .base import SplitterSettings, TokenizerFamily, bpe_segment, contains_type, tokenizer_json, with_nfc
 
 SPACE = "▁"
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
@@ -216,6 +217,13 @@ class SentencePieceBPE(TokenizerFamily):
     def token_text(self, token: str) -> str | None:
         return token_text(token)
 
+    def tokenize_word(self, word: str, ranks: dict[tuple[str, str], int], vocab: dict[str, int]) -> list[str]:
+        # Characters, with "▁" before the text; a piece the vocabulary lacks falls back to its bytes.
+        pieces = []
+        for piece in bpe_segment("▁" + word, ranks):
+            pieces += [piece] if piece in vocab else [f"<0x{b:02X}>" for b in piece.encode("utf-8")]
+        return pieces
+
     # -- training --------------------------------------------------------------------------------
     def train_base_tokenizer(self, texts, vocab_size: int, added_tokens: int = 0, min_frequency: int = 2):
         if added_tokens:
@@ -258,8 +266,6 @@ class SentencePieceBPE(TokenizerFamily):
     def piece_needs_hangul(self, piece: str) -> bool:
         # Pieces are characters (byte-fallback pieces never merge): a piece occurs only in text with
         # Hangul when its text holds a Hangul character.
-        from ..candidates import contains_hangul
-
         return contains_hangul(token_text(piece) or "")
 
     def extended_spec(self, spec: dict, vocab: dict[str, int], merges: list[tuple[str, str]]) -> dict:
