@@ -45,6 +45,16 @@ MICRO: dict = {
 }
 
 
+def pytest_collection_modifyitems(config, items):
+    """Groups for pytest-xdist's ``--dist loadgroup`` (``make test`` runs two workers): each test
+    module stays on one worker, and every module that uses ``micro_run`` on the same one, so that
+    module and session fixtures are built once per session, not once per worker."""
+    uses_micro_run = {item.module.__name__ for item in items if "micro_run" in item.fixturenames}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("micro_run" if module in uses_micro_run else module))
+
+
 @pytest.fixture(scope="session")
 def micro_profile():
     from eeve_lib.pipeline.profiles import load_profile
