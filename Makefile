@@ -39,11 +39,11 @@ run: setup
 build: setup
 	$(BIN)/eeve build --profile $(PROFILE)
 
-# Two pytest-xdist workers, one per core of the CI machine; tests/conftest.py keeps each module
-# (and every user of the session's micro run) on one worker. TEST_WORKERS=0 runs in one process.
+# Two pytest-xdist workers, one per core of the CI machine, each test file on one worker (its
+# module fixtures are built once). TEST_WORKERS=0 runs the tests in this process.
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # JupyterLab at the run's chapters (runs/<profile>/lab/, book/ before a run) on 127.0.0.1, with the
 # chapters' kernel; needs no network once setup has run

@@ -17,6 +17,13 @@ from eeve_lib.method.stages import STAGES
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("EEVE_DATA_DIR", str((ROOT.parent / "shared" / "data").resolve()))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per pytest-xdist worker (and in the processes it starts): two workers share two
+    # cores, and two threads each made the suite slower than one process.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 MICRO: dict = {
     "data.max_english_documents": 4000,
@@ -43,16 +50,6 @@ MICRO: dict = {
     # one multiple besides the profile's rates: the grid's arms exist, at little cost
     "ablations.learning_rate_scales": [2.0, 4.0],
 }
-
-
-def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist's ``--dist loadgroup`` (``make test`` runs two workers): each test
-    module stays on one worker, and every module that uses ``micro_run`` on the same one, so that
-    module and session fixtures are built once per session, not once per worker."""
-    uses_micro_run = {item.module.__name__ for item in items if "micro_run" in item.fixturenames}
-    for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("micro_run" if module in uses_micro_run else module))
 
 
 @pytest.fixture(scope="session")
