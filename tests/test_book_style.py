@@ -32,6 +32,14 @@ def test_code_cells_fit_the_page(notebook):
     assert not long, f"code lines over {CHAPTER_WIDTH} characters:\n" + "\n".join(long)
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_cell_has_a_unique_id(notebook):
+    """nbformat 4.5 cells carry ids; one without makes nbformat print a warning on the console of
+    every run that executes the chapter."""
+    ids = [cell.get("id") for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), [i for i, x in enumerate(ids) if x is None]
+
+
 PAGES = sorted((ROOT / "book").glob("*.md")) + NOTEBOOKS
 
 
