@@ -40,7 +40,8 @@ build: setup
 	$(BIN)/eeve build --profile $(PROFILE)
 
 # Two pytest-xdist workers, one per core of the CI machine, each test file on one worker (its
-# module fixtures are built once). TEST_WORKERS=0 runs the tests in this process.
+# module fixtures are built once; session fixtures once per worker). TEST_WORKERS=0 runs the
+# tests in this process.
 TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile

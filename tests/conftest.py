@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("EEVE_DATA_DIR", str((ROOT.parent / "shared" / "data").resolve()))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # One thread per pytest-xdist worker (and in the processes it starts): two workers share two
-    # cores, and two threads each made the suite slower than one process.
+    # One torch thread per pytest-xdist worker (and in the processes it starts): two workers share
+    # two cores, and torch's default of one thread per core would put four threads on two cores.
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
