@@ -57,19 +57,21 @@ def test_no_bound_of_zero_percent_and_no_clause_said_twice():
     assert readings.flops_direction(2.0, 1.0) == "more" and readings.flops_direction(1.0, 2.0) == "fewer"
 
 
-def _arm(ko, en, tpc, flops, seconds, steps=100, tokens=12800):
+def _arm(ko, en, tpc, flops, steps=100, tokens=12800):
     spread = lambda xs: {"mean": sum(xs) / len(xs), "std": 0.01, "values": xs, "min": min(xs), "max": max(xs)}
     return {"korean_bits_per_character": spread(ko), "english_bits_per_character": spread(en),
             "korean_tokens_per_character": spread(tpc),
-            "training": {"steps": spread([steps]), "tokens": spread([tokens]), "flops": spread([flops]),
-                         "seconds": spread([seconds])}}
+            "training": {"steps": spread([steps]), "tokens": spread([tokens]), "flops": spread([flops])}}
 
 
 def test_the_equal_compute_paragraph_follows_its_arms_and_verdicts():
-    seven, plain = _arm([5.2, 5.3], [2.2, 2.21], [0.6, 0.6], 9e11, 30), _arm([8.2, 8.3], [2.1, 2.11], [2.4, 2.4], 8e11, 40)
-    text = readings.equal_compute(seven, plain, readings.LOWER, readings.HIGHER)
+    seven, plain = _arm([5.2, 5.3], [2.2, 2.21], [0.6, 0.6], 9e11), _arm([8.2, 8.3], [2.1, 2.11], [2.4, 2.4], 8e11)
+    text = readings.equal_compute(seven, plain, readings.LOWER, readings.HIGHER, wall_time_ratio=40 / 30)
     assert "100 optimizer steps on 12,800 tokens" in text and "not equal FLOPs" in text
     assert "spends fewer estimated FLOPs (0.89 times" in text and "4.0 times as much Korean" in text
+    assert "(0.89 times the seven stages') and 1.33 times their wall time." in text
+    untimed = readings.equal_compute(seven, plain, readings.LOWER, readings.HIGHER)
+    assert "(0.89 times the seven stages'). Under the base tokenizer" in untimed
     assert "5.25 ± 0.01" in text and "8.25 ± 0.01" in text and "what the paper calls efficiency" in text
     assert "costs English here" in text and "nan" not in text
     refuted = readings.equal_compute(seven, plain, readings.HIGHER, readings.WITHIN)
@@ -122,8 +124,8 @@ def test_the_results_headline_on_every_recorded_run():
 
 
 def test_the_equal_text_sentence_states_the_extra_steps_and_its_verdict():
-    seven, plain = _arm([5.2, 5.3], [2.2, 2.21], [0.6, 0.6], 9e11, 30), _arm([8.2, 8.3], [2.1, 2.11], [2.4, 2.4], 8e11, 40)
-    same_text = _arm([4.9, 5.0], [2.1, 2.11], [2.4, 2.4], 3e12, 160, steps=400)
+    seven, plain = _arm([5.2, 5.3], [2.2, 2.21], [0.6, 0.6], 9e11), _arm([8.2, 8.3], [2.1, 2.11], [2.4, 2.4], 8e11)
+    same_text = _arm([4.9, 5.0], [2.1, 2.11], [2.4, 2.4], 3e12, steps=400)
     text = readings.equal_compute(seven, plain, readings.LOWER, readings.HIGHER, same_text, readings.HIGHER)
     assert "On equal text instead" in text and "4.0 times their optimizer steps (400)" in text
     assert "4.95 ± 0.01" in text and "learns more Korean, at 4.0 times the steps" in text

@@ -190,16 +190,16 @@ def _arm_mean(arm: Mapping, key: str, sub: str = "mean") -> float:
 
 def equal_compute(seven_stages: Mapping | None, baseline: Mapping | None, korean_verdict: str | None,
                   english_verdict: str | None, equal_text: Mapping | None = None,
-                  equal_text_verdict: str | None = None) -> str:
+                  equal_text_verdict: str | None = None, wall_time_ratio: float | None = None) -> str:
     """Chapter 05's paragraph on the seven stages against the no-expansion baseline, from the two
     arms of ``metrics.json`` and their verdicts (:func:`eeve_lib.book.results.separated`), and, where
-    the profile runs it, the baseline on equal text (``baseline:equal_text``)."""
+    the profile runs it, the baseline on equal text (``baseline:equal_text``). ``wall_time_ratio``:
+    the baseline's wall-clock seconds over the seven stages', where the run measured them."""
     if seven_stages is None or baseline is None:
         return ("This profile trains no baseline without new tokens (ablations.baselines), so the expansion is not "
                 "compared here with training the base on the same Korean text without new tokens")
     eeve, plain, tpc = seven_stages, baseline, "korean_tokens_per_character"
     flops = _arm_mean(plain, "flops") / _arm_mean(eeve, "flops")
-    seconds = _arm_mean(plain, "seconds") / _arm_mean(eeve, "seconds")
     ko, en = "korean_bits_per_character", "english_bits_per_character"
     return (
         f"Both arms ran {_arm_mean(eeve, 'steps'):,.0f} optimizer steps on {_arm_mean(eeve, 'tokens'):,.0f} "
@@ -208,7 +208,9 @@ def equal_compute(seven_stages: Mapping | None, baseline: Mapping | None, korean
         "other: the baseline trains every parameter at every step, where the first stages train only "
         "embedding rows, while the seven stages score every token over the larger, extended vocabulary. "
         f"Here the baseline spends {flops_direction(flops, 1.0)} estimated FLOPs ({flops:.2f} times the "
-        f"seven stages') and {seconds:.2f} times their wall time. Under the base tokenizer Korean costs "
+        f"seven stages')"
+        + ("" if wall_time_ratio is None else f" and {wall_time_ratio:.2f} times their wall time") +
+        ". Under the base tokenizer Korean costs "
         f"{_arm_mean(plain, tpc):.2f} tokens per character, under the extended one "
         f"{_arm_mean(eeve, tpc):.2f}: the same tokens hold {_arm_mean(plain, tpc) / _arm_mean(eeve, tpc):.1f} "
         "times as much Korean text for the seven stages. At equal compute the seven stages reach "

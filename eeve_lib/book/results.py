@@ -26,8 +26,9 @@ def model_table(models: dict[str, Any], names: list[str]):
                          for n in names}).T
 
 
-def arm_table(metrics: dict[str, Any]):
-    """One row per arm: mean and standard deviation over its seeds, and its training cost."""
+def arm_table(metrics: dict[str, Any], wall_seconds: dict[str, Any] | None = None):
+    """One row per arm: mean and standard deviation over its seeds, and its training cost (with
+    its mean wall-clock seconds where ``wall_seconds`` gives them, per arm)."""
     import pandas as pd
 
     rows = {}
@@ -39,8 +40,9 @@ def arm_table(metrics: dict[str, Any]):
                      "Korean tokens/char": round(a["korean_tokens_per_character"]["mean"], 3),
                      "steps": round(cost["steps"]["mean"]),
                      "tokens": f"{cost['tokens']['mean']:,.0f}",
-                     "FLOPs (est.)": f"{cost['flops']['mean']:.2e}",
-                     "seconds": round(cost["seconds"]["mean"], 1)}
+                     "FLOPs (est.)": f"{cost['flops']['mean']:.2e}"}
+        if wall_seconds is not None:
+            rows[arm]["seconds"] = round(wall_seconds[arm]["mean"], 1)
     return pd.DataFrame(rows).T
 
 

@@ -270,13 +270,17 @@ def arm_of(model_name: str) -> tuple[Arm, int | None] | None:
     return Arm.from_folder(folder), int(seed) if seed else None
 
 
+def _stage_logs(path: Path) -> list[dict[str, Any]]:
+    return (cache.read_marker(path / MARKERS["model"]) or {}).get("logs", [])
+
+
 def _training_cost(path: Path) -> dict[str, float]:
-    """Optimizer steps, tokens, estimated FLOPs and wall seconds of a trained model's stages."""
-    record = cache.read_marker(path / MARKERS["model"]) or {}
-    logs = record.get("logs", [])
+    """Optimizer steps, tokens and estimated FLOPs of a trained model's stages. No wall time: it
+    differs from run to run, and metrics.json holds only what the same commit computes again
+    byte for byte (:func:`arm_wall_seconds` reads the time)."""
+    logs = _stage_logs(path)
     return {"steps": sum(log["steps"] for log in logs), "tokens": sum(log["tokens"] for log in logs),
             "flops": sum(log.get("flops", 0.0) for log in logs),
-            "seconds": sum(log["steps"] * log.get("seconds_per_step", 0.0) for log in logs),
             "english_share_seen": (sum(log.get("english_share_seen", 0.0) * log["steps"] for log in logs)
                                    / max(1, sum(log["steps"] for log in logs)))}
 
@@ -311,6 +315,17 @@ def summarise_arms(profile, models: dict[str, Any], run_dir=None) -> dict[str, A
         row["training"] = {k: mean_and_spread([c[k] for c in costs]) for k in costs[0]}
         out[arm] = row
     return out
+
+
+def arm_wall_seconds(profile, metrics: dict[str, Any], run_dir=None) -> dict[str, dict[str, Any]]:
+    """Each arm of ``metrics`` with the wall-clock seconds its stages took, mean and spread over
+    its seeds, from the stage logs beside its models (this machine's time, not a score)."""
+    root = run_paths(profile, run_dir).root
+    seconds = {arm: [sum(log["steps"] * log.get("seconds_per_step", 0.0)
+                         for log in _stage_logs(root / metrics["models"][name]["path"]))
+                     for name in a["models"]]
+               for arm, a in metrics["arms"].items()}
+    return {arm: mean_and_spread(values) for arm, values in seconds.items()}
 
 
 def evaluate_run(profile, run_dir=None, *, progress: bool = True) -> dict[str, Any]:
@@ -376,6 +391,6 @@ def load_metrics(profile, run_dir=None) -> dict[str, Any]:
     return json.loads(run_paths(profile, run_dir).metrics.read_text())
 
 
-__all__ = ["evaluate_run", "score_model", "score_extended", "summarise_arms", "arm_of", "parallel_fertility",
-           "load_metrics", "load_model", "model_directories", "load_kobest", "resolved_revision",
+__all__ = ["evaluate_run", "arm_wall_seconds", "score_model", "score_extended", "summarise_arms", "arm_of",
+           "parallel_fertility", "load_metrics", "load_model", "model_directories", "load_kobest", "resolved_revision",
            "load_sentiment_records", "task_data"]
