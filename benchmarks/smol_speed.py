@@ -14,7 +14,11 @@ process and one after the other:
 
 After each setting, every block a stage did not train must still equal the model's rows before
 it, bit for bit (frozen rows stay exact whatever the dtype of the products). Tokens per second
-are tokens of a step over its mean wall time. The result, with commit, date, hardware and this
+are tokens of a step over its mean wall time. Model FLOPs utilisation (MFU) is each stage's model
+FLOPs per second (chapter 04's estimate, ``benchmarks/stage_training.py`` says how) over the
+matmul peak in the setting's dtype, measured at the start of the same run. Target (the
+project's): stage 6 in the smol profile's setting (its ``training.dtype`` at its batch) at 50% of
+that peak or more; the record also names the fastest setting that keeps frozen rows exact. The result, with commit, date, hardware and this
 command, goes to ``results/benchmarks/smol_speed.json``; the performance page shows it.
 
     python benchmarks/smol_speed.py                # the whole comparison (about 10 minutes on 2 cores)
@@ -40,6 +44,7 @@ from benchmarks.stage_training import measure_stages  # noqa: E402
 
 NEW_TOKENS = 13_763  # about 28% of SmolLM2's 49,152 tokens: the card's proportion, 8,960 to 32,000
 RESULT = ROOT / "results" / "benchmarks" / "smol_speed.json"
+MFU_TARGET = 0.5  # stage 6's share of the matmul peak (the project's target)
 
 
 class _Progress:  # measure_stages reports progress through a tqdm-like object
@@ -105,8 +110,9 @@ def frozen_blocks_kept(before: dict[str, torch.Tensor], model, results, ext) -> 
 
 
 def run_setting(model, ext, label: str, stages: list[int], batch: int, seq_len: int, dtype: torch.dtype,
-                checkpointing: bool, steps: int) -> dict:
-    from benchmarks.stage_training import autocast_for
+                checkpointing: bool, steps: int, peak: dict) -> dict:
+    """Every stage of ``stages`` in one setting; ``peak``: the matmul peak in ``dtype``, for MFU."""
+    from benchmarks.stage_training import autocast_for, mfu
     from eeve_lib.method import stages as stage_table
 
     settings = SimpleNamespace(weight_decay=0.01, grad_clip=1.0)
@@ -132,7 +138,7 @@ def run_setting(model, ext, label: str, stages: list[int], batch: int, seq_len: 
     return {"setting": label, "dtype": str(dtype).removeprefix("torch."), "checkpointing": checkpointing,
             "batch": batch, "seq_len": seq_len, "frozen_rows_exact": kept,
             "stages": {r.number: {"tokens_per_second": tokens / r.step_seconds, "step_seconds": r.step_seconds,
-                                  "peak_mb": r.peak_bytes / 1e6} for r in results}}
+                                  "peak_mb": r.peak_bytes / 1e6, "mfu": mfu(r, tokens, peak)} for r in results}}
 
 
 def main(argv=None) -> int:
@@ -145,6 +151,18 @@ def main(argv=None) -> int:
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     steps = 1 if args.quick else args.steps
+    from benchmarks.stage_training import matmul_peak
+    from eeve_lib.pipeline.profiles import load_profile
+
+    cpu = torch.device("cpu")
+    peaks = {dtype: matmul_peak(cpu, dtype, sizes=(512,) if args.quick else (1024, 2048))
+             for dtype in (torch.float32, torch.bfloat16)}
+    for dtype, peak in peaks.items():
+        print(f"matmul peak, {peak['dtype']}: {peak['flops_per_second'] / 1e9:.1f} GFLOP/s "
+              f"({peak['size']}^3, {peak['threads']} threads)", flush=True)
+    training = load_profile("smol").training
+    profile_setting = ("bfloat16 autocast" if training.dtype == "bfloat16" else "float32",
+                       training.batch_size, training.seq_len)
     model, ext = extended_smol(NEW_TOKENS, 2 if args.quick else None)
     all_stages = list(range(1, 8))
     plan = [("float32", all_stages, 8, 128, torch.float32, False),
@@ -158,10 +176,11 @@ def main(argv=None) -> int:
     rows = []
     started = time.time()
     for label, stages, batch, seq_len, dtype, checkpointing in plan:
-        row = run_setting(model, ext, label, stages, batch, seq_len, dtype, checkpointing, steps)
+        row = run_setting(model, ext, label, stages, batch, seq_len, dtype, checkpointing, steps, peaks[dtype])
         rows.append(row)
-        speeds = ", ".join(f"{n}: {s['tokens_per_second']:.0f}" for n, s in row["stages"].items())
-        print(f"{label:26s} tokens/s by stage {speeds}; frozen rows exact: {row['frozen_rows_exact']}", flush=True)
+        speeds = ", ".join(f"{n}: {s['tokens_per_second']:.0f} ({s['mfu']:.0%})" for n, s in row["stages"].items())
+        print(f"{label:26s} tokens/s (MFU) by stage {speeds}; frozen rows exact: {row['frozen_rows_exact']}",
+              flush=True)
     fp32, bf16 = rows[0]["stages"], rows[1]["stages"]
     ratios = {n: bf16[n]["tokens_per_second"] / fp32[n]["tokens_per_second"] for n in fp32}
     print("bfloat16 / float32 tokens per second by stage: "
@@ -172,10 +191,23 @@ def main(argv=None) -> int:
     from benchmarks import records
 
     exact = all(r["frozen_rows_exact"] for r in rows)
+    chosen = next(r for r in rows if not r["checkpointing"] and r["setting"].startswith(profile_setting[0])
+                  and (r["batch"], r["seq_len"]) == profile_setting[1:])
+    fastest = max((r for r in rows if r["frozen_rows_exact"] and 6 in r["stages"]),
+                  key=lambda r: r["stages"][6]["tokens_per_second"])
+    six = chosen["stages"][6]["mfu"]
+    print(f"stage 6 in the smol profile's setting ({chosen['setting']}): MFU {six:.1%} of the "
+          f"{chosen['dtype']} matmul peak; fastest exact setting for stage 6: {fastest['setting']}")
     targets = [records.target("frozen rows exact", "every block a stage does not train stays bit-identical, in "
-                              "every setting", 1.0, float(exact), exact)]
+                              "every setting", 1.0, float(exact), exact),
+               records.target("SmolLM2 stage 6 MFU", f"stage 6 in the smol profile's setting ({chosen['setting']}) "
+                              f"at >= {MFU_TARGET:.0%} of the measured {chosen['dtype']} matmul peak", MFU_TARGET,
+                              six, six >= MFU_TARGET)]
     path = records.write("smol_speed", {"threads": args.threads, "new_tokens": NEW_TOKENS, "rows": ext.rows,
-                                        "timed_steps": steps, "settings": rows, "bf16_over_fp32": ratios},
+                                        "timed_steps": steps, "settings": rows, "bf16_over_fp32": ratios,
+                                        "matmul_peak": {p["dtype"]: p for p in peaks.values()},
+                                        "profile_setting": chosen["setting"],
+                                        "fastest_exact_setting_stage6": fastest["setting"]},
                          script="smol_speed.py", argv=argv, directory=RESULT.parent, quick=False, targets=targets,
                          started=started, load_at_start=load_at_start)
     print(f"recorded in {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

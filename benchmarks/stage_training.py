@@ -24,6 +24,17 @@ per stage, all measured side by side in one run:
                    RSS sampled every millisecond by a thread (psutil), after returning freed
                    memory to the system; on CUDA, ``torch.cuda.max_memory_allocated``
   optimizer state  ``eeve_lib.method.row_split.optimizer_state_bytes`` after the first step
+  MFU              model FLOPs utilisation: the stage's model FLOPs per token as chapter 04
+                   estimates them (``eeve_lib.method.stages.flops_per_token``: forward, activation
+                   gradients where the stage needs them, weight gradients of what trains; attention's
+                   sequence-length term left out, so MFU reads a little low) times tokens per second,
+                   over the machine's matmul peak in the step's dtype, measured in the same run
+                   (:func:`matmul_peak`: the best rate of ``torch.mm`` on large square matrices at the
+                   process's torch threads)
+
+On a CPU every setup runs twice, in float32 and in bfloat16 autocast over float32 master weights
+(what a profile's ``training.dtype: bfloat16`` trains with), from the same weights; on a GPU in
+bfloat16 autocast (``--dtypes`` chooses).
 
 Targets (the project's): steps of stage 2 and stage 4 take at most 0.4x a stage-6 step; stage
 1's optimizer state is at most 1.1x new rows x hidden x 8 bytes (Adam's two fp32 moments of the
@@ -35,7 +46,7 @@ new input rows alone).
 
 The result, with commit, date, machine and command, goes to ``results/benchmarks/stage_training.json``
 (``--record-dir`` elsewhere; ``--quick`` records only with ``--record-dir``); the performance page
-shows it. Model FLOPs utilisation is not measured yet (the record says so).
+shows it.
 """
 
 from __future__ import annotations
@@ -55,7 +66,8 @@ import psutil
 import torch
 
 from eeve_lib.method.row_split import optimizer_state_bytes
-from eeve_lib.method.stages import STAGES
+from eeve_lib.method.stage_loop import body_parameter_count
+from eeve_lib.method.stages import STAGES, flops_per_token, trainable_counts
 from eeve_lib.method.training_loop import PlainEngine, train_stage_loop
 
 PHI2_LAYERS = 32
@@ -64,6 +76,7 @@ TINY_TARGET_TOKENS = 5_523  # the size of a tiny run's extended tokenizer
 FULL_SEQ_LEN, FULL_BATCH = 2048, 8  # the full profile's training windows
 STEP_RATIO_TARGET = 0.4  # stages 2 and 4 against stage 6
 STATE_RATIO_TARGET = 1.1  # stage 1's optimizer state against new rows x hidden x 8 bytes
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,6 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=None, help="phi2's windows per step (default: 1)")
     parser.add_argument("--new-tokens", type=int, default=EEVE_NEW_TOKENS,
                         help=f"tokens added to phi2's vocabulary (default: {EEVE_NEW_TOKENS:,}, EEVE's)")
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=None,
+                        help="float32 and/or bfloat16 autocast over float32 weights (default: both on a CPU, "
+                             "bfloat16 on a GPU, as the full profile trains)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per stage after the warm-up (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and token ids (default: 0)")
     parser.add_argument("--threads", type=int, default=None,
@@ -151,6 +167,37 @@ class PeakMemory:
         return False
 
 
+def matmul_peak(device: torch.device, dtype: torch.dtype, sizes=(1024, 2048), repeats: int = 5) -> dict:
+    """The machine's matmul peak for ``dtype`` in this process, at its torch threads: the best rate
+    of ``torch.mm`` on square matrices of ``sizes`` (2 n^3 FLOPs a product), after one warm-up."""
+    best = {"flops_per_second": 0.0, "size": None}
+    g = torch.Generator(device=device).manual_seed(0)
+    for n in sizes:
+        a = torch.randn(n, n, generator=g, device=device).to(dtype)
+        b = torch.randn(n, n, generator=g, device=device).to(dtype)
+        torch.mm(a, b)
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            torch.mm(a, b)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            rate = 2 * n**3 / (time.perf_counter() - started)
+            if rate > best["flops_per_second"]:
+                best = {"flops_per_second": rate, "size": n}
+    return {**best, "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+
+
+def stage_flops_per_token(model, ext, number: int) -> float:
+    """Model FLOPs per token of stage ``number`` on ``model`` (chapter 04's estimate, as the run logs it)."""
+    body, (rows, hidden) = body_parameter_count(model), model.get_output_embeddings().weight.shape
+    stage = STAGES[number]
+    trainable = trainable_counts(stage, n_base=ext.base_size, n_new=ext.n_new, hidden=hidden, body_params=body,
+                                 output_bias=model.get_output_embeddings().bias is not None, tied=ext.tied)
+    return flops_per_token(stage, trainable, body, hidden, rows)
+
+
 def autocast_for(device: torch.device, dtype: torch.dtype):
     """What train_stage's ``accelerator.autocast()`` is: bf16 autocast in bf16 mixed precision, else nothing."""
     if dtype == torch.bfloat16:
@@ -166,6 +213,7 @@ class StageResult:
     step_seconds: float
     peak_bytes: int
     optimizer_state_bytes: int
+    flops_per_token: float
 
 
 def measure_stages(model, ext, batches: torch.Tensor, settings, learning_rates: dict[int, float],
@@ -178,9 +226,11 @@ def measure_stages(model, ext, batches: torch.Tensor, settings, learning_rates: 
         engine = TimedEngine(batches, [learning_rates[stage.number]] * len(batches), vocab_limit=ext.target_size,
                              grad_clip=settings.grad_clip, weight_decay=settings.weight_decay, autocast=autocast,
                              device=device, progress=progress)
+        model_flops = stage_flops_per_token(model, ext, stage.number)
         train_stage_loop(model, stage, ext, engine)
         results.append(StageResult(stage.number, stage.name, engine.trainable_count,
-                                   sum(engine.seconds) / len(engine.seconds), engine.peak, engine.state_bytes))
+                                   sum(engine.seconds) / len(engine.seconds), engine.peak, engine.state_bytes,
+                                   model_flops))
         del engine
         _release_freed_memory()
     return results
@@ -318,13 +368,21 @@ def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
 
+def mfu(result: StageResult, tokens_per_step: int, peak: dict) -> float:
+    """Model FLOPs utilisation of a stage: its model FLOPs per second over the matmul peak."""
+    return result.flops_per_token * tokens_per_step / result.step_seconds / peak["flops_per_second"]
+
+
 def report(setup: Setup, model_config, ext, counts: dict[str, int], results: list[StageResult], device, dtype,
-           steps: int, build_seconds: float) -> tuple[dict, list[dict]]:
-    """Print one setup's table and targets; return them for the record (the setup, its targets)."""
+           steps: int, build_seconds: float, peak: dict) -> tuple[dict, list[dict]]:
+    """Print one setup's table and targets; return them for the record (the setup, its targets).
+    ``peak``: the matmul peak in ``dtype`` (:func:`matmul_peak`), for MFU."""
     records = _records()
+    kind = "bf16 autocast" if dtype == torch.bfloat16 else "float32"
+    tokens = setup.batch * setup.seq_len
 
     hidden = model_config.hidden_size
-    print(f"\n== {setup.label} ==")
+    print(f"\n== {setup.label}, {kind} ==")
     print(f"architecture: hidden {hidden}, {model_config.num_attention_heads} heads, MLP "
           f"{model_config.intermediate_size}, {model_config.num_hidden_layers} layers, partial rotary factor "
           f"{partial_rotary_factor(model_config)}")
@@ -332,7 +390,7 @@ def report(setup: Setup, model_config, ext, counts: dict[str, int], results: lis
           f"({ext.n_new:,} new) in {ext.rows:,} rows")
     print("parameters: " + ", ".join(f"{name} {n:,}" for name, n in counts.items())
           + f" (random init in {build_seconds:.1f} s)")
-    print(f"run: {device.type}, {'bf16 autocast' if dtype == torch.bfloat16 else 'float32'}, "
+    print(f"run: {device.type}, {kind}, "
           f"batch {setup.batch} x {setup.seq_len} tokens, {steps} timed step(s) per stage after 1 warm-up step, "
           f"torch threads {torch.get_num_threads()}, training settings of the {setup.profile} profile")
     if setup.notes:
@@ -345,15 +403,17 @@ def report(setup: Setup, model_config, ext, counts: dict[str, int], results: lis
               f"but {embeddings / (embeddings + full_body):.0%} with {setup.full_layers}, so stages that train only "
               f"embeddings cost relatively more here than at full depth")
     six = next(r for r in results if r.number == 6)
+    print(f"matmul peak ({kind.split()[0]}, {peak['threads']} threads, {peak['size']}^3): "
+          f"{peak['flops_per_second'] / 1e9:.1f} GFLOP/s")
     print(f"{'stage':<5} {'what trains':<36} {'trainable':>13} {'step s':>9} {'x stage 6':>9} "
-          f"{'peak MB':>9} {'x stage 6':>9} {'optimizer state B':>18}")
+          f"{'peak MB':>9} {'x stage 6':>9} {'MFU':>6} {'optimizer state B':>18}")
     for r in results:
         print(f"{r.number:<5} {r.name:<36} {r.trainable:>13,} {r.step_seconds:>9.4f} "
               f"{r.step_seconds / six.step_seconds:>9.2f} {r.peak_bytes / 2**20:>9.1f} "
               f"{r.peak_bytes / six.peak_bytes if six.peak_bytes > 0 else float('nan'):>9.2f} "
-              f"{r.optimizer_state_bytes:>18,}")
+              f"{mfu(r, tokens, peak):>6.1%} {r.optimizer_state_bytes:>18,}")
     by_number = {r.number: r for r in results}
-    short = setup.label.split(",")[0].split(" (")[0]
+    short = setup.label.split(",")[0].split(" (")[0] + f", {kind}"
     targets = []
     print("targets:")
     for number in (2, 4):
@@ -370,21 +430,20 @@ def report(setup: Setup, model_config, ext, counts: dict[str, int], results: lis
     targets.append(records.target(f"{short}: stage 1 optimizer state", f"{short}: stage 1 optimizer state <= "
                                   f"{STATE_RATIO_TARGET:g}x new rows x hidden x 8 B", STATE_RATIO_TARGET, ratio,
                                   ratio <= STATE_RATIO_TARGET, "x"))
-    tokens = setup.batch * setup.seq_len
-    numbers = {"label": setup.label, "device": device.type, "dtype": "bfloat16 autocast" if dtype == torch.bfloat16
-               else "float32", "batch": setup.batch, "seq_len": setup.seq_len, "timed_steps": steps,
+    numbers = {"label": f"{setup.label}, {kind}", "device": device.type,
+               "dtype": "bfloat16 autocast" if dtype == torch.bfloat16 else "float32", "matmul_peak": peak, "batch": setup.batch, "seq_len": setup.seq_len, "timed_steps": steps,
                "torch_threads": torch.get_num_threads(), "reduced": setup.notes, "parameters": counts,
                "architecture": {"hidden": hidden, "heads": model_config.num_attention_heads,
                                 "mlp": model_config.intermediate_size, "layers": layers},
                "vocabulary": {"base": ext.base_size, "base_rows": ext.base_rows, "target": ext.target_size,
                               "rows": ext.rows},
-               "run": f"{device.type}, {'bf16 autocast' if dtype == torch.bfloat16 else 'float32'}, batch "
+               "run": f"{device.type}, {kind}, batch "
                       f"{setup.batch} x {setup.seq_len} tokens, torch threads {torch.get_num_threads()}"
                       + (f"; reduced: {'; '.join(setup.notes)}" if setup.notes else ""),
                "stages": {str(r.number): {**asdict(r), "step_over_stage6": r.step_seconds / six.step_seconds,
                                           "tokens_per_second": tokens / r.step_seconds,
                                           "peak_over_stage6": r.peak_bytes / six.peak_bytes
-                                          if six.peak_bytes > 0 else None, "mfu": None}
+                                          if six.peak_bytes > 0 else None, "mfu": mfu(r, tokens, peak)}
                           for r in results}}
     return numbers, targets
 
@@ -396,7 +455,7 @@ def main(argv=None) -> int:
 
     from eeve_lib.errors import EeveError
     from eeve_lib.pipeline.profiles import load_profile
-    from eeve_lib.runtime import deterministic, generator, resolve_device, resolve_dtype
+    from eeve_lib.runtime import deterministic, generator, resolve_device
 
     try:
         device = resolve_device(args.device)
@@ -405,14 +464,18 @@ def main(argv=None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = resolve_dtype("auto", device)  # what train_stage gets for `dtype: auto`: bf16 autocast on a GPU
-    print("Seven-stage training: time per step, peak memory and optimizer state of each stage, side by side.")
+    dtypes = [DTYPES[d] for d in args.dtypes] if args.dtypes else \
+        ([torch.bfloat16] if device.type == "cuda" else list(DTYPES.values()))
+    print("Seven-stage training: time per step, peak memory, optimizer state and model FLOPs utilisation of "
+          "each stage, side by side.")
     print(f"machine: {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
           f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.1f} GiB memory, "
           f"load average {psutil.getloadavg()[0]:.2f}; torch {torch.__version__}")
+    # measured first, in this process and at its threads: what MFU is measured against
+    peaks = {dtype: matmul_peak(device, dtype, sizes=(512,) if args.quick else (1024, 2048)) for dtype in dtypes}
 
     recorded, targets = [], []
-    for setup in setups(args, device):
+    for setup, dtype in ((setup, dtype) for setup in setups(args, device) for dtype in dtypes):
         settings = load_profile(setup.profile).training
         learning_rates = {b.stage: b.learning_rate for b in settings.schedule}
         started = time.perf_counter()
@@ -427,7 +490,7 @@ def main(argv=None) -> int:
             results = measure_stages(model, ext, batches, settings, learning_rates, device,
                                      autocast_for(device, dtype), bar)
         numbers, setup_targets = report(setup, model.config, ext, counts, results, device, dtype, args.steps,
-                                        build_seconds)
+                                        build_seconds, peaks[dtype])
         recorded.append(numbers)
         targets += setup_targets
         del model
@@ -437,8 +500,8 @@ def main(argv=None) -> int:
     record_dir = args.record_dir or (None if args.quick else _records().default_directory())
     if record_dir is not None:
         path = _records().write("stage_training", {"setups": recorded, "seed": args.seed,
-                                                "mfu": "not measured: model FLOPs utilisation needs the machine's "
-                                                       "matmul peak, which this benchmark does not measure yet"},
+                                                "matmul_peak": {str(d).removeprefix("torch."): p
+                                                                for d, p in peaks.items()}},
                              script="stage_training.py", argv=argv, directory=record_dir, quick=args.quick,
                              targets=targets, started=started_at, load_at_start=load_at_start)
         print(f"\nrecorded in {path}")

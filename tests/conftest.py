@@ -91,6 +91,19 @@ def micro_run(tmp_path_factory):
     return {"run_dir": run_dir, "report": report, "index": index, "root": root}
 
 
+def glued(notebook: Path, name: str):
+    """The value an executed chapter glued under ``name`` (myst_nb.glue, via papermill's record)."""
+    import json
+
+    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+        for out in cell.get("outputs", []):
+            if out.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+                data = out["data"]
+                text = data.get("application/papermill.record/text/plain", data.get("text/plain"))
+                return eval(text, {"nan": float("nan")})  # noqa: S307 - the repr of a str or number
+    raise KeyError(name)
+
+
 def assert_padding_never_generated(model, tok, prompt: str, new_tokens: int) -> None:
     """Rows beyond the tokenizer are suppressed in generation, even when made the most likely."""
     import torch
@@ -137,6 +150,39 @@ def dry_cut_down(last_stage: int) -> dict:
     }
 
 
+# The method's chapters; the Results, full-scale and Performance pages read recorded results and
+# run in micro_run (tiny) and in make book.
+METHOD_CHAPTERS = ["00", "01", "02", "03", "04", "05"]
+
+
+def run_every_chapter(profile_name: str, run_dir: Path, overrides: dict) -> dict:
+    """Chapters 00-05 at ``profile_name`` through the runner, as ``eeve run`` runs them, with their
+    assertions on; returns the run's report (every chapter completed)."""
+    from eeve_lib.pipeline.runner import run_book
+
+    report = run_book(profile_name, METHOD_CHAPTERS, run_dir=run_dir, overrides=overrides, progress=False)
+    failed = {name: r["status"] for name, r in report["chapters"].items() if r["status"] != "completed"}
+    assert not failed, failed
+    return report
+
+
+def assert_every_chapter_printed(run: Path) -> None:
+    """What the executed chapters of ``run`` printed from their own checks: chapter 04's count of
+    the base's rows and its frozen-block check, chapter 05's arms."""
+    import json
+
+    base_size = json.loads((run / "model" / "eeve_stage.json").read_text())["extension"]["base_size"]
+
+    def printed(chapter: str) -> str:
+        executed = json.loads((run / "executed" / f"{chapter}.ipynb").read_text())
+        return "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+
+    assert f"number_of_old_tokens = {base_size:,}" in printed("04_seven_stages")
+    assert "every block that no stage so far has trained is bit-identical to the base model's: True" in \
+        printed("04_seven_stages")
+    assert "claims checked: " in printed("05_evaluation")
+
+
 def dry_run(tmp_path_factory, profile_name: str, overrides: dict) -> dict:
     """A one-layer stand-in of ``profile_name`` (full-dry or solar-dry) run end to end through the
     library: base, vocabulary expansion, the schedule in ``overrides``."""
@@ -154,6 +200,35 @@ def dry_run(tmp_path_factory, profile_name: str, overrides: dict) -> dict:
     expansion = expand_vocabulary(profile, run, progress=False)
     result = run_schedule(profile, run, progress=False)
     return {"profile": profile, "run": run, "expansion": expansion, "result": result}
+
+
+# The chapters on a stand-in cut down further than dry_cut_down: one narrow layer (64 wide), a
+# 4,000-token base tokenizer and small corpora, so that every chapter runs in seconds; the
+# stand-in keeps its profile's architecture, tokenizer family, padding and 16-bit weights.
+NARROW_STANDIN: dict = {
+    "data.max_korean_documents": 2000,
+    "data.max_english_documents": 2000,
+    "base_model.tokenizer_vocab_size": 4000,
+    "base_model.architecture.num_hidden_layers": 1,
+    "base_model.architecture.hidden_size": 64,
+    "base_model.architecture.intermediate_size": 128,
+    "base_model.architecture.num_attention_heads": 4,
+    "vocabulary.intermediate_vocab_size": 3000,
+    "vocabulary.min_frequency": 4,
+}
+
+
+def dry_chapters(tmp_path_factory, profile_name: str, overrides: dict) -> dict:
+    """Chapters 00-05 at ``profile_name`` (full-dry or solar-dry) on a narrow stand-in
+    (``NARROW_STANDIN``, prepared as ``eeve prepare-full-dry`` prepares one), with their assertions on."""
+    from eeve_lib.pipeline.full_dry import prepare_full_dry_base
+
+    root = tmp_path_factory.mktemp(f"{profile_name}-chapters")
+    overrides = {**overrides, **NARROW_STANDIN}
+    standin = prepare_full_dry_base(root / "standin", profile=profile_name, overrides=overrides)
+    overrides["base_model.local_path"] = str(standin)
+    run = root / "run"
+    return {"run": run, "report": run_every_chapter(profile_name, run, overrides), "overrides": overrides}
 
 
 def assert_stages_keep_frozen_blocks(run: Path, schedule, base_size: int, rows: int) -> set[str]:

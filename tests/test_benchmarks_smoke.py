@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from eeve_lib.method.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,8 +74,20 @@ def test_stage_training_quick_runs_every_stage(tmp_path):
     result = run_quick("stage_training.py", "--record-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     record = read_record(tmp_path, "stage_training")
-    assert [list(setup["stages"]) for setup in record["setups"]] == [[str(n) for n in STAGES]]
+    # the tiny model in float32 and in bfloat16 autocast, every stage of each
+    assert [list(setup["stages"]) for setup in record["setups"]] == [[str(n) for n in STAGES]] * 2
+    assert [setup["dtype"] for setup in record["setups"]] == ["float32", "bfloat16 autocast"]
     assert all(t["met"] is not None for t in record["targets"])
+    # MFU: model FLOPs per second over the peak measured in the same run, in the step's dtype
+    assert set(record["matmul_peak"]) == {"float32", "bfloat16"}
+    for setup in record["setups"]:
+        peak = setup["matmul_peak"]["flops_per_second"]
+        assert peak > 1e9 and setup["matmul_peak"]["dtype"] == setup["dtype"].split()[0]
+        for s in setup["stages"].values():
+            tokens_per_second = setup["batch"] * setup["seq_len"] / s["step_seconds"]
+            assert s["mfu"] == pytest.approx(s["flops_per_token"] * tokens_per_second / peak)
+        # stage 6 does the most work a token: every weight gradient of the body and the head
+        assert max(setup["stages"].values(), key=lambda s: s["flops_per_token"]) is setup["stages"]["6"]
     table = result.stdout.split("optimizer state B\n", 1)[1]
     assert [line.split()[0] for line in table.splitlines()[:7]] == [str(n) for n in STAGES]
     # Not a timing: stage 1 holds Adam state for the new input rows alone, exactly.
@@ -85,11 +99,11 @@ def test_smol_speed_quick_keeps_frozen_rows_in_every_setting():
     from eeve_lib.pipeline.profiles import load_profile
 
     if gguf_file(load_profile("smol")) is None:
-        import pytest
-
         pytest.skip("SmolLM2's GGUF file is missing: run `make setup`")
     result = run_quick("smol_speed.py")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if "frozen rows exact" in line]
     assert len(lines) == 5 and all(line.endswith("frozen rows exact: True") for line in lines)
+    assert sum(line.startswith("matmul peak, ") for line in result.stdout.splitlines()) == 2  # float32, bfloat16
+    assert all("(" in part and "%)" in part for line in lines for part in line.split("by stage ")[1].split(", ")[:7])
     assert "bfloat16 / float32 tokens per second by stage" in result.stdout

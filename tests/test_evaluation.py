@@ -206,3 +206,30 @@ def test_accuracy_norm_divides_by_the_answer_characters():
     assert result["accuracy"] == 0.0
     # per character: (2 log V)/1 against (5 log V)/4, so the long answer wins
     assert result["accuracy_norm"] == 1.0
+
+
+@pytest.mark.parametrize("architecture", ["Phi", "Llama"])
+def test_generation_cost_decodes_with_the_cache_argument_of_transformers_5(architecture):
+    """Forced decoding (chapter 05's generation cost) feeds the KV cache back by its current name:
+    no deprecation warning in the chapter's output, one step per token."""
+    import warnings
+
+    import transformers
+
+    from eeve_lib.method.evaluation import generation_cost
+
+    config = getattr(transformers, f"{architecture}Config")(
+        vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2)
+    torch.manual_seed(0)
+    model = getattr(transformers, f"{architecture}ForCausalLM")(config)
+
+    class Tokenizer(CharTokenizer):
+        def __call__(self, text, add_special_tokens=False, return_tensors=None):
+            ids = [self.alphabet.index(c) for c in text]
+            return SimpleNamespace(input_ids=torch.tensor([ids]) if return_tensors == "pt" else ids)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cost = generation_cost(model, Tokenizer(), "abc 가나", repeats=1)
+    assert cost["tokens"] == cost["characters"] == 6 and cost["seconds"] > 0

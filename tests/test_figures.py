@@ -52,6 +52,10 @@ FIGURES = {
         [16, 128, 1000], {"counter": [5.1, 5.6, 5.9], "encode_batch": [2.1, 2.0, 2.0], "naive": [0.9, None, None]},
         {"counter": [210, 330, 340], "encode_batch": [95, 96, 96], "naive": [80, None, None]},
         "Counting on 2 cores (2026-01-02)"),
+    "mfu_per_stage": lambda: plots.mfu_per_stage(
+        {"tiny phi, float32": [0.21, 0.35, 0.3, 0.33, 0.3, 0.45, 0.4],
+         "phi-2-shaped phi, bf16 autocast": [0.1, 0.2, None, 0.2, 0.2, 0.3, 0.3],
+         "SmolLM2-135M, bfloat16 autocast": [0.3, 0.5, 0.5, 0.55, 0.5, 0.6, 0.58]}, "MFU per stage (2 cores, 2026-12-03)"),
     "headline": lambda: plots.headline({
         "tiny (this build)": [{"arm": a, "seeds": 3, "korean": _spread(0.6 + k / 50), "english": _spread(1.0 + k / 100)}
                               for k, a in enumerate(ARMS)],

@@ -10,8 +10,10 @@ from eeve_lib.pipeline.corpora import load_corpus
 from eeve_lib.errors import OfflineError
 from eeve_lib.pipeline.profiles import load_profile
 from tests.conftest import (
+    assert_every_chapter_printed,
     assert_offline_run_stops_at_chapter_00,
     assert_padding_never_generated,
+    dry_chapters,
     dry_cut_down,
     dry_run,
 )
@@ -23,6 +25,16 @@ CUT_DOWN = dry_cut_down(last_stage=6)
 def full_dry(tmp_path_factory):
     """full-dry with one layer and three one-step stages, end to end through the library."""
     return dry_run(tmp_path_factory, "full-dry", {**CUT_DOWN, "base_model.architecture.num_hidden_layers": 1})
+
+
+@pytest.fixture(scope="module")
+def full_dry_chapters(tmp_path_factory):
+    """Chapters 00-05 at full-dry on a narrow one-layer stand-in, with their assertions on."""
+    return dry_chapters(tmp_path_factory, "full-dry", CUT_DOWN)
+
+
+def test_every_chapter_runs_on_a_narrow_standin(full_dry_chapters):
+    assert_every_chapter_printed(full_dry_chapters["run"])
 
 
 def test_the_standin_has_phi2s_shape(full_dry):

@@ -4,8 +4,8 @@ The tokenizer guarantees are checked on the full tiny-llama tokenizer step (a Se
 BPE of 4,000 pieces trained on the tiny English corpus, extended with the tiny Korean corpus at
 tiny-llama's settings: seconds, no model): every line of the tiny English and Korean validation
 text, both sides of the local Korean-English news, and adversarial strings. A cut-down tiny-llama
-run (MICRO settings) checks the model side: frozen rows per stage, the new rows' initialisation
-and the row count.
+run of every chapter (MICRO settings) checks the model side: frozen rows per stage, the new rows'
+initialisation and the row count, and the chapters' own assertions.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ from eeve_lib.method.target_tokenizer import build_target_tokenizer, unreachable
 from eeve_lib.method.token_frequency import count_token_frequencies, count_words
 from eeve_lib.pipeline.corpora import load_corpus
 from eeve_lib.pipeline.profiles import load_profile
-from tests.conftest import MICRO, assert_stages_keep_frozen_blocks, assert_words_cut_by_hand
+from tests.conftest import (
+    MICRO,
+    assert_every_chapter_printed,
+    assert_stages_keep_frozen_blocks,
+    assert_words_cut_by_hand,
+    run_every_chapter,
+)
 
 FAMILY = "SentencePiece BPE"
 NEWS = Path(os.environ["EEVE_DATA_DIR"]) / "ko-en-news"
@@ -258,24 +264,22 @@ def test_missing_syllables_become_single_character_pieces(expansion):
 # -- a cut-down tiny-llama run: the model side -------------------------------------------------
 
 
+# One seed of every arm: tiny's chapters run at two (micro_run), and claims need three.
+LLAMA_MICRO = {**MICRO, "ablations.seeds": 1}
+
+
 @pytest.fixture(scope="module")
 def llama_run(tmp_path_factory):
-    """tiny-llama at MICRO settings: base model, extended tokenizer, all seven stages."""
-    from eeve_lib.pipeline.base import ensure_base_model
+    """tiny-llama at MICRO settings (one seed): chapters 00-05 through the runner with its assertions on (base
+    model, extended tokenizer, the seven stages, chapter 05's arms), then the seven stages' result
+    read back by its keys."""
     from eeve_lib.pipeline.training import run_schedule
-    from eeve_lib.pipeline.vocabulary import expand_vocabulary
 
-    profile = load_profile("tiny-llama", MICRO)
-    from eeve_lib.pipeline import rundir
-    from eeve_lib.pipeline.paths import RUN_MARKER
-
-    run = tmp_path_factory.mktemp("tiny-llama")
-    # a run folder, marked as one, so that the runner may later write into what the library wrote here
-    rundir.write_marker(run, RUN_MARKER, eeve_run_directory=1, profile="tiny-llama")
-    ensure_base_model(profile, run, progress=False)
-    expand_vocabulary(profile, run, progress=False)
+    profile = load_profile("tiny-llama", LLAMA_MICRO)
+    run = tmp_path_factory.mktemp("tiny-llama") / "run"
+    report = run_every_chapter("tiny-llama", run, LLAMA_MICRO)
     result = run_schedule(profile, run, progress=False)
-    return {"profile": profile, "run": run, "result": result}
+    return {"profile": profile, "run": run, "result": result, "report": report}
 
 
 def test_the_base_is_an_untied_llama_without_biases(llama_run):
@@ -327,14 +331,8 @@ def test_the_final_model_generates_within_the_tokenizer(llama_run):
     assert int(out.max()) < len(tok)
 
 
-def test_the_chapters_run_at_tiny_llama(llama_run):
-    """Chapters 00-04 through the runner on the cut-down run (they reuse its steps); 05 is tiny's."""
-    from eeve_lib.pipeline.runner import run_book
-
-    report = run_book("tiny-llama", ["00", "01", "02", "03", "04"], run_dir=llama_run["run"], overrides=MICRO,
-                      progress=False)
-    assert all(r["status"] == "completed" for r in report["chapters"].values())
-    executed = json.loads((llama_run["run"] / "executed" / "04_seven_stages.ipynb").read_text())
-    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
-    assert f"number_of_old_tokens = {llama_run['result'].extension.base_size:,}" in printed
-    assert "every block that no stage so far has trained is bit-identical to the base model's: True" in printed
+def test_every_chapter_runs_at_tiny_llama(llama_run):
+    """The chapters' own checks ran on this family: chapter 04's frozen blocks, chapter 05's arms."""
+    assert_every_chapter_printed(llama_run["run"])
+    metrics = json.loads((llama_run["run"] / "eval" / "metrics.json").read_text())
+    assert {"seven_stages", "baseline:no_expansion", "baseline:equal_text", "init:random"} <= set(metrics["arms"])

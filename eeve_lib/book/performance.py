@@ -222,25 +222,60 @@ def stage_table(setup: dict[str, Any]):
     return pd.DataFrame({f"stage {n}": {"what trains": s["name"], "step (s)": round(s["step_seconds"], 4),
                                         "x stage 6": round(s["step_over_stage6"], 2),
                                         "tokens/s": round(s["tokens_per_second"]),
+                                        "MFU": "" if s.get("mfu") is None else f"{s['mfu']:.0%}",
                                         "peak MB": round(s["peak_bytes"] / 2**20, 1),
                                         "optimizer state (B)": f"{s['optimizer_state_bytes']:,}"}
                          for n, s in setup["stages"].items()}).T
+
+
+def _short(label: str) -> str:
+    """"tiny phi (the tiny profile's architecture), float32" -> "tiny phi, float32"."""
+    model, _, dtype = label.rpartition(", ")
+    return f"{model.split(',')[0].split(' (')[0]}, {dtype}"
+
+
+def mfu_series(stages: dict[str, Any] | None, smol: dict[str, Any] | None) -> dict[str, list[float | None]]:
+    """Model FLOPs utilisation of stages 1-7 (None where not measured), one series per model and
+    dtype: each setup of a stage_training record, and each setting of a smol_speed record that ran
+    every stage. Records made before MFU was measured give none."""
+    out: dict[str, list[float | None]] = {}
+    for setup in (stages or {}).get("setups", []):
+        if any(s.get("mfu") is not None for s in setup["stages"].values()):
+            out[_short(setup["label"])] = [setup["stages"].get(str(n), {}).get("mfu") for n in range(1, 8)]
+    for row in (smol or {}).get("settings", []):
+        if len(row["stages"]) == 7 and all("mfu" in s for s in row["stages"].values()):
+            out[f"SmolLM2-135M, {row['setting']}"] = [row["stages"][str(n)]["mfu"] for n in range(1, 8)]
+    return out
+
+
+def peaks_sentence(*records: dict[str, Any] | None) -> str:
+    """The matmul peaks MFU is measured against, as each record measured them."""
+    found = [f"{p['dtype']} {p['flops_per_second'] / 1e9:.0f} GFLOP/s ({p['threads']} threads, "
+             f"{record['benchmark']})" for record in records if record
+             for p in (record.get("matmul_peak") or {}).values()]
+    return "; ".join(found) if found else "not measured"
 
 
 def mfu_sentence(record: dict[str, Any] | None) -> str:
     """Model FLOPs utilisation per stage, where a stage_training record has it; otherwise "not yet measured"."""
     if not record:
         return "not yet measured (no stage benchmark is recorded)"
-    found = [f"{setup['label']}, stage {n}: {s['mfu']:.0%}" for setup in record.get("setups", [])
-             for n, s in setup["stages"].items() if s.get("mfu") is not None]
-    return "; ".join(found) if found else "not yet measured (the recorded run does not measure the matmul peak)"
+    series = mfu_series(record, None)
+    if not series:
+        return "not yet measured (the recorded run does not measure the matmul peak)"
+    return "; ".join(f"{name}: {min(v for v in values if v is not None):.0%} to "
+                     f"{max(v for v in values if v is not None):.0%} (stage 6: {values[5]:.0%})"
+                     for name, values in series.items())
 
 
 def smol_table(record: dict[str, Any]):
     """SmolLM2's tokens per second by stage in each setting, and whether frozen rows stayed exact."""
     import pandas as pd
 
-    return pd.DataFrame({s["setting"]: {f"stage {n}": round(v["tokens_per_second"]) for n, v in s["stages"].items()}
+    def cell(v: dict[str, Any]) -> str:
+        return f"{v['tokens_per_second']:.0f}" + (f" ({v['mfu']:.0%})" if v.get("mfu") is not None else "")
+
+    return pd.DataFrame({s["setting"]: {f"stage {n}": cell(v) for n, v in s["stages"].items()}
                          | {"frozen rows exact": s["frozen_rows_exact"]} for s in record["settings"]}).T.fillna("")
 
 
@@ -266,13 +301,25 @@ def stage_prose(record: dict[str, Any] | None) -> str:
     if not record:
         return ("No run of benchmarks/stage_training.py is recorded yet (make benchmarks records one), and model "
                 "FLOPs utilisation per stage is not yet measured")
-    return f"{_provenance(record)}. Model FLOPs utilisation per stage: {mfu_sentence(record)}"
+    return (f"{_provenance(record)}. Model FLOPs utilisation per stage: {mfu_sentence(record)}; against the "
+            f"matmul peaks measured in the same run: {peaks_sentence(record)}")
 
 
 def smol_prose(record: dict[str, Any] | None) -> str:
     if not record:
         return "No run of benchmarks/smol_speed.py is recorded yet (make benchmarks records one)"
-    return f"The table gives tokens per second by stage in each setting. {_provenance(record)}"
+    text = ("The table gives tokens per second by stage in each setting, with model FLOPs utilisation in "
+            f"brackets where measured. {_provenance(record)}")
+    six = next((t for t in record.get("targets", []) if t["name"] == "SmolLM2 stage 6 MFU"), None)
+    if six is not None:
+        chosen = next(r for r in record["settings"] if r["setting"] == record["profile_setting"])
+        peak = record["matmul_peak"][chosen["dtype"]]
+        text += (f". Stage 6 in the profile's setting ({record['profile_setting']}) reaches {six['measured']:.0%} "
+                 f"of the {chosen['dtype']} matmul peak measured in the same run "
+                 f"({peak['flops_per_second'] / 1e9:.0f} GFLOP/s): the target of {six['threshold']:.0%} is "
+                 f"{verdict(six)}; the fastest setting that keeps frozen rows exact for stage 6 is "
+                 f"{record['fastest_exact_setting_stage6']}")
+    return text
 
 
 def gpu_prose(records: dict[str, dict[str, Any]]) -> str:

@@ -145,8 +145,9 @@ def generation_cost(model, tokenizer, text: str, repeats: int = 3) -> dict[str, 
         start = time.perf_counter()
         past = None
         for t in range(ids.shape[1] - 1):
-            out = model(input_ids=ids[:, t:t + 1], past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            # ``cache``: the KV cache's name in transformers 5 (``past_key_values`` is deprecated)
+            out = model(input_ids=ids[:, t:t + 1], cache=past, use_cache=True)
+            past = out.cache
         best = min(best, time.perf_counter() - start)
     return {"tokens": int(ids.shape[1] - 1), "seconds": best, "characters": len(text)}
 
