@@ -1,8 +1,8 @@
 """Shared fixtures: small configurations of the very same code the chapters run.
 
 ``MICRO`` shrinks the tiny profile (a smaller base model, a few steps per stage) so that whole
-pipelines run in seconds; ``micro_run`` executes every chapter through the runner once per test
-session and builds the book from it.
+pipelines run in seconds; ``micro_run_built`` executes every chapter through the runner once per
+test session and builds the book from it, and ``micro_run`` is each worker's copy.
 """
 
 from __future__ import annotations
@@ -78,30 +78,55 @@ def micro_expanded(micro_profile, micro_base):
     return micro_base
 
 
+def _micro_run_at(root: Path, lock) -> dict:
+    import json
+
+    return {"run_dir": root / "runs" / "tiny", "report": json.loads((root / "report-returned.json").read_text()),
+            "index": root / "_build" / "html" / "index.html", "root": root, "lock": lock}
+
+
 @pytest.fixture(scope="session")
-def micro_run(tmp_path_factory):
-    """Every chapter executed through the runner at MICRO settings, and the book built from it."""
+def micro_run_built(tmp_path_factory):
+    """Every chapter executed through the runner at MICRO settings, and the book built from it.
+
+    Built once per test session: under pytest-xdist by the first worker that asks, behind a file
+    lock, in the session's shared temporary folder. A chapter's inputs include its run folder's
+    path, so a test that runs the chapters again in this very folder (``--resume``) uses it, holding
+    ``lock``; every other test uses its worker's copy (``micro_run``).
+    """
+    import json
+    import shutil
+
+    from filelock import FileLock
+
     from eeve_lib.book.build import build_book
     from eeve_lib.pipeline.runner import run_book
 
+    shared = os.environ.get("PYTEST_XDIST_WORKER")
+    root = (tmp_path_factory.getbasetemp().parent / "micro-run-shared" if shared
+            else tmp_path_factory.mktemp("micro-run"))
+    lock = FileLock(str(root) + ".lock")
+    with lock:
+        if not (root / "report-returned.json").is_file():
+            shutil.rmtree(root / "runs", ignore_errors=True)
+            report = run_book("tiny", run_dir=root / "runs" / "tiny", overrides=MICRO, progress=False)
+            build_book("tiny", run_dir=root / "runs" / "tiny", output=root / "_build")
+            (root / "report-returned.json").write_text(json.dumps(report))  # in the order the runner gives
+    return _micro_run_at(root, lock)
+
+
+@pytest.fixture(scope="session")
+def micro_run(micro_run_built, tmp_path_factory):
+    """This worker's copy of ``micro_run_built`` (under pytest-xdist; the run itself otherwise):
+    tests may write into it (JupyterLab copies, records) without touching another worker's."""
+    import shutil
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return micro_run_built
     root = tmp_path_factory.mktemp("micro-run")
-    run_dir = root / "runs" / "tiny"
-    report = run_book("tiny", run_dir=run_dir, overrides=MICRO, progress=False)
-    index = build_book("tiny", run_dir=run_dir, output=root / "_build")
-    return {"run_dir": run_dir, "report": report, "index": index, "root": root}
-
-
-def glued(notebook: Path, name: str):
-    """The value an executed chapter glued under ``name`` (myst_nb.glue, via papermill's record)."""
-    import json
-
-    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
-        for out in cell.get("outputs", []):
-            if out.get("metadata", {}).get("scrapbook", {}).get("name") == name:
-                data = out["data"]
-                text = data.get("application/papermill.record/text/plain", data.get("text/plain"))
-                return eval(text, {"nan": float("nan")})  # noqa: S307 - the repr of a str or number
-    raise KeyError(name)
+    with micro_run_built["lock"]:
+        shutil.copytree(micro_run_built["root"], root, symlinks=True, dirs_exist_ok=True)
+    return _micro_run_at(root, None)
 
 
 def assert_padding_never_generated(model, tok, prompt: str, new_tokens: int) -> None:

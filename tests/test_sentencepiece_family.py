@@ -264,8 +264,10 @@ def test_missing_syllables_become_single_character_pieces(expansion):
 # -- a cut-down tiny-llama run: the model side -------------------------------------------------
 
 
-# One seed of every arm: tiny's chapters run at two (micro_run), and claims need three.
-LLAMA_MICRO = {**MICRO, "ablations.seeds": 1}
+# One seed, and only the arms whose tokenizer is the family's own (the two baselines without new
+# tokens): micro_run runs every arm kind through the same chapter at tiny, and claims need 3 seeds.
+LLAMA_MICRO = {**MICRO, "ablations.seeds": 1, "ablations.schedules": [], "ablations.inits": [],
+               "ablations.english_replay": [], "ablations.learning_rate_scales": []}
 
 
 @pytest.fixture(scope="module")
@@ -335,4 +337,4 @@ def test_every_chapter_runs_at_tiny_llama(llama_run):
     """The chapters' own checks ran on this family: chapter 04's frozen blocks, chapter 05's arms."""
     assert_every_chapter_printed(llama_run["run"])
     metrics = json.loads((llama_run["run"] / "eval" / "metrics.json").read_text())
-    assert {"seven_stages", "baseline:no_expansion", "baseline:equal_text", "init:random"} <= set(metrics["arms"])
+    assert set(metrics["arms"]) == {"seven_stages", "baseline:no_expansion", "baseline:equal_text"}

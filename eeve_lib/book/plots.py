@@ -416,7 +416,7 @@ def mfu_per_stage(series: dict[str, Sequence[float | None]], title: str):
     ax.set_xlabel("stage")
     ax.set_ylabel("% of matmul peak")
     highest = max((100 * y for values in series.values() for y in values if y is not None), default=50.0)
-    ax.set_ylim(0, max(100.0, highest) * 1.6)  # room above the lines for the legend
+    ax.set_ylim(0, max(50.0, highest) * 1.6)  # the 50% line, and room above the lines for the legend
     if series:
         ax.legend(loc="upper left", ncol=1)
     ax.set_title(title)
