@@ -129,6 +129,19 @@ def micro_run(micro_run_built, tmp_path_factory):
     return _micro_run_at(root, None)
 
 
+def glued(notebook: Path, name: str):
+    """The value an executed chapter glued under ``name`` (myst_nb.glue, via papermill's record)."""
+    import json
+
+    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+        for out in cell.get("outputs", []):
+            if out.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+                data = out["data"]
+                text = data.get("application/papermill.record/text/plain", data.get("text/plain"))
+                return eval(text, {"nan": float("nan")})  # noqa: S307 - the repr of a str or number
+    raise KeyError(name)
+
+
 def assert_padding_never_generated(model, tok, prompt: str, new_tokens: int) -> None:
     """Rows beyond the tokenizer are suppressed in generation, even when made the most likely."""
     import torch
@@ -309,3 +322,15 @@ def fake_book(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "BOOK_DIR", book)
     monkeypatch.setattr(runner, "chapters_in_order", lambda: sorted(p.stem for p in book.glob("*.ipynb")))
     return book
+
+
+# Under pytest-xdist (--dist loadfile) files go to the workers in collection order. One file that
+# needs the micro run comes first, so that its worker builds it at once; then the long files that
+# do not need it, which keep the other worker busy meanwhile instead of waiting for the build.
+FIRST_FILES = ["test_browser.py", "test_smol.py", "test_full_dry.py", "test_solar_dry.py",
+               "test_sentencepiece_family.py", "test_benchmarks_smoke.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: k for k, name in enumerate(FIRST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST_FILES)))  # stable: the rest keep their order
