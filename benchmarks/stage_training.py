@@ -66,8 +66,8 @@ import psutil
 import torch
 
 from eeve_lib.method.row_split import optimizer_state_bytes
-from eeve_lib.method.stage_loop import body_parameter_count
-from eeve_lib.method.stages import STAGES, flops_per_token, trainable_counts
+from eeve_lib.method.stage_loop import stage_accounting
+from eeve_lib.method.stages import STAGES
 from eeve_lib.method.training_loop import PlainEngine, train_stage_loop
 
 PHI2_LAYERS = 32
@@ -189,15 +189,6 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, sizes=(1024, 2048), re
     return {**best, "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
 
 
-def stage_flops_per_token(model, ext, number: int) -> float:
-    """Model FLOPs per token of stage ``number`` on ``model`` (chapter 04's estimate, as the run logs it)."""
-    body, (rows, hidden) = body_parameter_count(model), model.get_output_embeddings().weight.shape
-    stage = STAGES[number]
-    trainable = trainable_counts(stage, n_base=ext.base_size, n_new=ext.n_new, hidden=hidden, body_params=body,
-                                 output_bias=model.get_output_embeddings().bias is not None, tied=ext.tied)
-    return flops_per_token(stage, trainable, body, hidden, rows)
-
-
 def autocast_for(device: torch.device, dtype: torch.dtype):
     """What train_stage's ``accelerator.autocast()`` is: bf16 autocast in bf16 mixed precision, else nothing."""
     if dtype == torch.bfloat16:
@@ -226,7 +217,7 @@ def measure_stages(model, ext, batches: torch.Tensor, settings, learning_rates: 
         engine = TimedEngine(batches, [learning_rates[stage.number]] * len(batches), vocab_limit=ext.target_size,
                              grad_clip=settings.grad_clip, weight_decay=settings.weight_decay, autocast=autocast,
                              device=device, progress=progress)
-        model_flops = stage_flops_per_token(model, ext, stage.number)
+        _, model_flops = stage_accounting(model, stage, ext)
         train_stage_loop(model, stage, ext, engine)
         results.append(StageResult(stage.number, stage.name, engine.trainable_count,
                                    sum(engine.seconds) / len(engine.seconds), engine.peak, engine.state_bytes,

@@ -7,7 +7,9 @@ test session and builds the book from it, and ``micro_run`` is each worker's cop
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -95,7 +97,6 @@ def micro_run_built(tmp_path_factory):
     ``lock``; every other test uses its worker's copy (``micro_run``).
     """
     import json
-    import shutil
 
     from filelock import FileLock
 
@@ -119,7 +120,6 @@ def micro_run_built(tmp_path_factory):
 def micro_run(micro_run_built, tmp_path_factory):
     """This worker's copy of ``micro_run_built`` (under pytest-xdist; the run itself otherwise):
     tests may write into it (JupyterLab copies, records) without touching another worker's."""
-    import shutil
 
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return micro_run_built
@@ -219,6 +219,17 @@ def assert_every_chapter_printed(run: Path) -> None:
     assert "every block that no stage so far has trained is bit-identical to the base model's: True" in \
         printed("04_seven_stages")
     assert "claims checked: " in printed("05_evaluation")
+
+
+@contextlib.contextmanager
+def removed_afterwards(built: dict):
+    """Yield ``built``, a module fixture's run (``built["run"]``); then delete the folder that holds
+    it. A stand-in of the larger profiles and its run take gigabytes, and pytest would keep every
+    module's to the end of the session: the suite needs one module's worth of disk per worker."""
+    try:
+        yield built
+    finally:
+        shutil.rmtree(built["run"].parent, ignore_errors=True)
 
 
 def dry_run(tmp_path_factory, profile_name: str, overrides: dict) -> dict:

@@ -16,6 +16,7 @@ from tests.conftest import (
     dry_chapters,
     dry_cut_down,
     dry_run,
+    removed_afterwards,
 )
 
 CUT_DOWN = dry_cut_down(last_stage=6)
@@ -24,7 +25,9 @@ CUT_DOWN = dry_cut_down(last_stage=6)
 @pytest.fixture(scope="module")
 def full_dry(tmp_path_factory):
     """full-dry with one layer and three one-step stages, end to end through the library."""
-    return dry_run(tmp_path_factory, "full-dry", {**CUT_DOWN, "base_model.architecture.num_hidden_layers": 1})
+    with removed_afterwards(dry_run(tmp_path_factory, "full-dry",
+                                    {**CUT_DOWN, "base_model.architecture.num_hidden_layers": 1})) as run:
+        yield run
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +82,32 @@ def test_stages_saved_in_bfloat16_keep_frozen_rows_exact(full_dry):
     for stage in (1, 4):
         s = load_file(run / "stages" / f"stage{stage}" / "model.safetensors")
         assert s["model.embed_tokens.weight"].dtype == torch.bfloat16
-        assert torch.equal(s["model.embed_tokens.weight"][:n].float(), base["model.embed_tokens.weight"][:n])
-        assert all(torch.equal(s[k].float(), base[k]) for k in base if "embed_tokens" not in k and "lm_head" not in k)
+        assert torch.equal(s["model.embed_tokens.weight"][:n], base["model.embed_tokens.weight"][:n])
+        assert all(torch.equal(s[k], base[k]) for k in base if "embed_tokens" not in k and "lm_head" not in k)
+
+
+def test_the_base_copy_keeps_the_standins_16_bit_weights(full_dry):
+    """Loaded in float32 to train, saved back in the checkpoint's bfloat16: bit for bit the stand-in."""
+    from safetensors.torch import load_file
+
+    standin = load_file(full_dry["run"].parent / "standin" / "model.safetensors")
+    base = load_file(full_dry["run"] / "base" / "model.safetensors")
+    assert base.keys() == standin.keys()
+    assert all(base[k].dtype == torch.bfloat16 and torch.equal(base[k], standin[k]) for k in standin)
+
+
+def test_the_final_model_is_the_last_stages_weights_on_disk_once(full_dry):
+    import json
+    import os
+
+    from eeve_lib.pipeline.evaluation import load_model
+
+    run = full_dry["run"]
+    assert os.path.samefile(run / "model" / "model.safetensors", run / "stages" / "stage6" / "model.safetensors")
+    record = json.loads((run / "model" / "eeve_stage.json").read_text())
+    assert record["stages"] == [1, 4, 6] and "stage" not in record, "the model's own marker, not the stage's"
+    model, tok = load_model(run / "model")
+    assert model.config.vocab_size == full_dry["result"].extension.rows and len(tok) > 50295
 
 
 def test_rows_beyond_the_tokenizer_are_never_generated(full_dry):

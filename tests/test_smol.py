@@ -21,7 +21,12 @@ from eeve_lib.pipeline.manifest import load_manifest
 from eeve_lib.pipeline.profiles import load_profile
 from eeve_lib.pipeline.sources import wheel_member_path
 from eeve_lib.book.results import paper_claims
-from tests.conftest import assert_every_chapter_printed, assert_stages_keep_frozen_blocks, run_every_chapter
+from tests.conftest import (
+    assert_every_chapter_printed,
+    assert_stages_keep_frozen_blocks,
+    removed_afterwards,
+    run_every_chapter,
+)
 
 SHORT: dict = {
     "data.max_korean_documents": 2000,
@@ -61,7 +66,8 @@ def smol_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("smol") / "run"
     report = run_every_chapter("smol", run, SHORT)
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    return {"run": run, "profile": profile, "metrics": metrics, "report": report}
+    with removed_afterwards({"run": run, "profile": profile, "metrics": metrics, "report": report}) as built:
+        yield built
 
 
 @needs_model

@@ -16,6 +16,7 @@ from tests.conftest import (
     assert_stages_keep_frozen_blocks,
     dry_chapters,
     dry_cut_down,
+    removed_afterwards,
     dry_run,
 )
 
@@ -27,7 +28,8 @@ CUT_DOWN = dry_cut_down(last_stage=7)
 @pytest.fixture(scope="module")
 def solar_dry(tmp_path_factory):
     """solar-dry with one layer and three one-step stages, end to end through the library."""
-    return dry_run(tmp_path_factory, "solar-dry", CUT_DOWN)
+    with removed_afterwards(dry_run(tmp_path_factory, "solar-dry", CUT_DOWN)) as run:
+        yield run
 
 
 # A learning rate far too high, so that training raises the Korean loss of the random stand-in:

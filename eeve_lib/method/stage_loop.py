@@ -161,6 +161,16 @@ def body_parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
+def stage_accounting(model, stage: Stage, ext: Extension) -> tuple[dict[str, int], float]:
+    """Trainable parameters of ``stage`` on ``model`` (by group) and its estimated training FLOPs per
+    token: what a :class:`StageLog` records, and what the benchmarks' MFU divides by. Read off the
+    whole model, before any LoRA or row split changes its parameters."""
+    body, (rows, hidden) = body_parameter_count(model), model.get_output_embeddings().weight.shape
+    trainable = trainable_counts(stage, n_base=ext.base_size, n_new=ext.n_new, hidden=hidden, body_params=body,
+                                 output_bias=model.get_output_embeddings().bias is not None, tied=ext.tied)
+    return trainable, flops_per_token(stage, trainable, body, hidden, rows)
+
+
 def stage6_mode(options: StageOptions, stage: Stage) -> str:
     """``full``, ``lora`` or ``qlora``: how this stage trains the transformer (only stage 6 has a choice)."""
     return options.stage6 if stage.adapters_allowed and stage.transformer else "full"
@@ -173,8 +183,8 @@ class AccelerateEngine(StageEngine):
     def __init__(self, stage: Stage, budget: StageBudget, data: TrainingData, ext: Extension, log: StageLog, *,
                  options: StageOptions, seed: int, device: torch.device, dtype: torch.dtype, resume: ResumeState | None,
                  on_checkpoint: Callable[[ResumeState], None] | None, validation: Validation | None, progress: bool,
-                 shape: tuple[int, int, int]):
-        self.shape = shape  # the base's body parameters, output rows and hidden size, before any split
+                 flops_per_token: float):
+        self.flops_per_token = flops_per_token  # of the whole model, before any split (stage_accounting)
         self.stage, self.budget, self.data, self.ext, self.log = stage, budget, data, ext, log
         self.options, self.seed, self.dtype, self.resume = options, seed, dtype, resume
         self.on_checkpoint, self.validation, self.progress = on_checkpoint, validation, progress
@@ -240,8 +250,7 @@ class AccelerateEngine(StageEngine):
         log.new_token_share_seen = float(self.data.new_share[self.batches].mean())
         log.english_share_seen = float(self.data.english[self.batches].float().mean()) \
             if self.data.english is not None else 0.0
-        body, rows, hidden = self.shape
-        log.flops = flops_per_token(self.stage, log.trainable, body, hidden, rows) * log.tokens
+        log.flops = self.flops_per_token * log.tokens
         self.warmup = int(s.warmup_fraction * self.total)
         points = max(1, s.validation_points)
         self.eval_points = {max(1, self.total * k // points) for k in range(1, points + 1)}
@@ -333,12 +342,10 @@ def train_stage(model, stage: Stage, budget: StageBudget, data: TrainingData, ex
     steps = steps_for(budget, options.batch_size, options.seq_len)
     log = StageLog(stage.number, stage.name, steps, steps * options.batch_size * options.seq_len,
                    budget.learning_rate)
-    body, (rows, hidden) = body_parameter_count(model), model.get_output_embeddings().weight.shape
-    log.trainable = trainable_counts(stage, n_base=ext.base_size, n_new=ext.n_new, hidden=hidden, body_params=body,
-                                     output_bias=model.get_output_embeddings().bias is not None, tied=ext.tied)
+    log.trainable, model_flops_per_token = stage_accounting(model, stage, ext)
     engine = AccelerateEngine(stage, budget, data, ext, log, options=options, seed=seed, device=device, dtype=dtype,
                               resume=resume, on_checkpoint=on_checkpoint, validation=validation, progress=progress,
-                              shape=(body, rows, hidden))
+                              flops_per_token=model_flops_per_token)
     train_stage_loop(model, stage, ext, engine)
     model.eval()
     return log
@@ -361,4 +368,5 @@ def _resume_state(step: int, trainable, optimizer, log: StageLog, gather: bool =
 
 
 __all__ = ["StageLog", "Validation", "ResumeState", "AccelerateEngine", "train_step", "train_stage",
-           "body_parameter_count", "is_main_process", "wait_for_everyone", "StageOptions", "stage6_mode"]
+           "body_parameter_count", "stage_accounting", "is_main_process", "wait_for_everyone", "StageOptions",
+           "stage6_mode"]

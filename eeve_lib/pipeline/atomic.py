@@ -114,3 +114,48 @@ def directory(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def model_directory(path: str | os.PathLike, marker_name: str, model, tokenizer, record: dict[str, Any],
+                    dtype=None, *, weights_of: str | os.PathLike | None = None,
+                    leave_out: tuple[str, ...] = ()) -> Path:
+    """Save ``model`` and ``tokenizer`` (Hugging Face folders, safetensors) with ``record`` as
+    ``marker_name``, atomically; floating-point tensors are stored as ``dtype`` when given.
+
+    ``weights_of``: a model folder written by this function from these very weights, in the same
+    dtype (the last stage's folder, when ``path`` is the final model). Its files are taken instead
+    of writing them again: the weights hard-linked (one copy on disk of the run's largest file;
+    every write under ``runs/`` replaces files, never rewrites them, so neither copy changes the
+    other), copied where the disk cannot link, the small files copied but for its own marker
+    (``leave_out``).
+    """
+    import torch
+
+    stored = str(dtype or torch.float32).removeprefix("torch.")
+    if weights_of is not None and json.loads((Path(weights_of) / "config.json").read_text()).get("dtype") != stored:
+        weights_of = None  # saved in another dtype (a profile's save_dtype changed since): write them
+    with directory(path) as tmp:
+        if weights_of is not None:
+            source = Path(weights_of)
+            for item in sorted(source.iterdir()):
+                if item.name in (marker_name, *leave_out) or item.name.startswith(".") or not item.is_file():
+                    continue
+                if item.suffix == ".safetensors":
+                    try:
+                        os.link(item, tmp / item.name)
+                        continue
+                    except OSError:
+                        pass
+                shutil.copyfile(item, tmp / item.name)
+        elif dtype is not None and dtype != torch.float32:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
+            config = json.loads((tmp / "config.json").read_text())
+            config["dtype"] = str(dtype).removeprefix("torch.")
+            write_json(tmp / "config.json", config)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
+        if weights_of is None:
+            tokenizer.save_pretrained(tmp)
+        write_json(tmp / marker_name, record)
+    return Path(path)

@@ -30,7 +30,7 @@ from .arm import MAIN_ARM, Arm
 from .base import load_base, load_base_tokenizer
 from .checkpoints import load_checkpoint, save_checkpoint
 from .corpora import load_corpus
-from .paths import RunPaths, run_paths
+from .paths import MARKERS, RunPaths, run_paths
 from .profiles import Profile, load_profile
 from .vocabulary import load_target_tokenizer
 
@@ -145,21 +145,6 @@ def _load_stage_dir(path: Path, marker: Path, key: str, dtype=torch.float32):
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False), record
 
 
-def _save_model_dir(path: Path, marker_name: str, model, tokenizer, record: dict[str, Any],
-                    dtype: torch.dtype = torch.float32) -> None:
-    with atomic.directory(path) as tmp:
-        if dtype != torch.float32:
-            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-            model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
-            config = json.loads((tmp / "config.json").read_text())
-            config["dtype"] = str(dtype).removeprefix("torch.")
-            atomic.write_json(tmp / "config.json", config)
-        else:
-            model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        atomic.write_json(tmp / marker_name, record)
-
-
 def _load_checkpoint(path: Path, key: str) -> ResumeState | None:
     state = load_checkpoint(path)  # safetensors + JSON: refuses pickles, runs nothing
     if state is None:
@@ -271,6 +256,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
         validation = validation_set(profile, tokenizer, korean, english)
         base_validation = validation.score(model, ext.target_size)
     logs: list[StageLog] = []
+    last_folder: Path | None = None  # the saved folder that holds the model as it is now
     options = stage_options(profile.training)
     with deterministic():
         for index, budget in enumerate(budgets):
@@ -287,6 +273,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
             if loaded is not None:
                 model = loaded
                 logs.append(StageLog(**record["log"]))
+                last_folder = where.stage(stage.number)
                 continue
             checkpoint = out.checkpoint(stage.number)
             log = train_stage(model, stage, budget, data, ext, options=options, seed=profile.seed,
@@ -298,18 +285,23 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
             if is_main_process():  # several GPUs: one process writes
                 atomic.write_json(out.stage_log(stage.number), log.as_dict())
                 if save_stages is True or (save_stages and stage.number in save_stages):
-                    _save_model_dir(out.stage(stage.number), out.stage_marker(stage.number).name, model, tokenizer,
-                                    {"key": key, "stage": stage.number, "init": init, "extension": ext.as_dict(),
-                                     "log": log.as_dict()}, save_dtype)
+                    atomic.model_directory(out.stage(stage.number), out.stage_marker(stage.number).name, model,
+                                           tokenizer, {"key": key, "stage": stage.number, "init": init,
+                                                       "extension": ext.as_dict(), "log": log.as_dict()}, save_dtype)
+                    last_folder = out.stage(stage.number)
+                else:
+                    last_folder = None
                 checkpoint.unlink(missing_ok=True)
             wait_for_everyone()
     final_key = schedule_key(profile, run_dir, budgets, init, len(budgets) - 1)
     if not is_main_process():
         return ScheduleResult(model, tokenizer, ext, logs, base_validation)
-    _save_model_dir(out.model, out.model_marker.name, model, tokenizer,
-                    {"key": final_key, "stages": [b.stage for b in budgets], "init": init,
-                     "extension": ext.as_dict(), "base_validation": base_validation,
-                     "logs": [log.as_dict() for log in logs]}, save_dtype)
+    # The final model is the last stage's: its folder's weights are linked, not written again.
+    atomic.model_directory(out.model, out.model_marker.name, model, tokenizer,
+                           {"key": final_key, "stages": [b.stage for b in budgets], "init": init,
+                            "extension": ext.as_dict(), "base_validation": base_validation,
+                            "logs": [log.as_dict() for log in logs]}, save_dtype,
+                           weights_of=last_folder, leave_out=(MARKERS["stage"],))
     return ScheduleResult(model, tokenizer, ext, logs, base_validation)
 
 
