@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 import time
@@ -66,8 +67,10 @@ def extended_smol(new_tokens: int, layers: int | None):
     path = gguf_file(load_profile("smol"))
     if path is None:
         raise SystemExit("SmolLM2's GGUF file is missing: run `make setup` (eeve fetch-data --profile smol).")
-    # transformers de-quantises while loading; the model is trained here, never saved
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    # transformers de-quantises while loading (behind a tqdm bar of its own, kept off the console);
+    # the model is trained here, never saved
+    with contextlib.redirect_stderr(io.StringIO()):
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     # SmolLM2's embedding has one row per token of its tokenizer (49,152): the rows are the base's
     # tokens, and the tokenizer is not parsed out of the file a second time (half the loading time).
     base_size = model.get_input_embeddings().weight.shape[0]
@@ -120,7 +123,7 @@ def run_setting(model, ext, label: str, stages: list[int], batch: int, seq_len: 
     batches = torch.randint(0, ext.target_size, (steps + 1, batch, seq_len), generator=g)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     original = dict(stage_table.STAGES)
     stage_table.STAGES.clear()
     stage_table.STAGES.update({n: original[n] for n in stages})
@@ -131,7 +134,7 @@ def run_setting(model, ext, label: str, stages: list[int], batch: int, seq_len: 
         stage_table.STAGES.clear()
         stage_table.STAGES.update(original)
         if checkpointing:
-            model.gradient_checkpointing_disable()
+            model.activation_checkpointing_disable()
     kept = frozen_blocks_kept(before, model, results, ext)
     model.load_state_dict(before)  # the next setting starts from the same weights
     tokens = batch * seq_len
@@ -150,6 +153,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
+    import transformers
+
+    # the console shows what is measured: no loading bars, no notices of the library's own
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     steps = 1 if args.quick else args.steps
     from benchmarks.stage_training import matmul_peak
     from eeve_lib.pipeline.profiles import load_profile

@@ -99,14 +99,16 @@ def select_chapters(requested: Sequence[str] | None) -> list[str]:
 
 
 def git_commit() -> dict[str, Any]:
-    """The checkout's commit and whether its tracked files differ from it."""
+    """The checkout's commit and whether its tracked files differ from it, records aside: a
+    benchmark or ``eeve record`` that rewrites ``results/`` does not change the code that the
+    next one runs."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
 
     head = git("rev-parse", "HEAD")
     if head.returncode != 0:
         return {"commit": None, "dirty": None}
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip() != ""
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results").stdout.strip() != ""
     return {"commit": head.stdout.strip(), "dirty": dirty}
 
 
