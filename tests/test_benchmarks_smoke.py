@@ -107,3 +107,24 @@ def test_smol_speed_quick_keeps_frozen_rows_in_every_setting():
     assert sum(line.startswith("matmul peak, ") for line in result.stdout.splitlines()) == 2  # float32, bfloat16
     assert all("(" in part and "%)" in part for line in lines for part in line.split("by stage ")[1].split(", ")[:7])
     assert "bfloat16 / float32 tokens per second by stage" in result.stdout
+    # the console shows what is measured: no loading bar or notice of transformers' own
+    assert "Converting and de-quantizing" not in result.stderr and "Warning" not in result.stderr, result.stderr
+
+
+def test_the_performance_page_names_the_fastest_setting_on_the_profiles_windows():
+    """On the recorded SmolLM2 benchmark, and on the same record with float32 made the fastest."""
+    import copy
+    import json
+
+    from eeve_lib.book import performance
+
+    record = json.loads((ROOT / "results" / "benchmarks" / "smol_speed.json").read_text())
+    fastest = performance.fastest_on_profile_windows(record)
+    assert fastest["setting"] == record["profile_setting"]
+    assert f"{fastest['setting']} is the fastest that keeps frozen rows exact" in performance.smol_prose(record)
+    slower = copy.deepcopy(record)
+    for setting in slower["settings"]:
+        if setting["dtype"] == "float32":
+            setting["stages"]["6"]["tokens_per_second"] = 10 * fastest["stages"]["6"]["tokens_per_second"]
+    assert performance.fastest_on_profile_windows(slower)["dtype"] == "float32"
+    assert "float32 is the fastest that keeps frozen rows exact" in performance.smol_prose(slower)

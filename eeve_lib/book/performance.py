@@ -305,20 +305,48 @@ def stage_prose(record: dict[str, Any] | None) -> str:
             f"matmul peaks measured in the same run: {peaks_sentence(record)}")
 
 
+def fastest_on_profile_windows(record: dict[str, Any]) -> dict[str, Any]:
+    """Of the settings in a smol_speed record that train the profile's own windows (its batch and
+    sequence length) and keep frozen rows exact, the one with the most stage-6 tokens per second."""
+    chosen = next(r for r in record["settings"] if r["setting"] == record["profile_setting"])
+    same = [r for r in record["settings"] if (r["batch"], r["seq_len"]) == (chosen["batch"], chosen["seq_len"])
+            and "6" in r["stages"] and r["frozen_rows_exact"]]
+    return max(same, key=lambda r: r["stages"]["6"]["tokens_per_second"])
+
+
 def smol_prose(record: dict[str, Any] | None) -> str:
     if not record:
         return "No run of benchmarks/smol_speed.py is recorded yet (make benchmarks records one)"
     text = ("The table gives tokens per second by stage in each setting, with model FLOPs utilisation in "
             f"brackets where measured. {_provenance(record)}")
     six = next((t for t in record.get("targets", []) if t["name"] == "SmolLM2 stage 6 MFU"), None)
-    if six is not None:
-        chosen = next(r for r in record["settings"] if r["setting"] == record["profile_setting"])
-        peak = record["matmul_peak"][chosen["dtype"]]
-        text += (f". Stage 6 in the profile's setting ({record['profile_setting']}) reaches {six['measured']:.0%} "
-                 f"of the {chosen['dtype']} matmul peak measured in the same run "
-                 f"({peak['flops_per_second'] / 1e9:.0f} GFLOP/s): the target of {six['threshold']:.0%} is "
-                 f"{verdict(six)}; the fastest setting that keeps frozen rows exact for stage 6 is "
-                 f"{record['fastest_exact_setting_stage6']}")
+    if six is None:
+        return text
+    settings = record["settings"]
+    chosen = next(r for r in settings if r["setting"] == record["profile_setting"])
+    peak = record["matmul_peak"][chosen["dtype"]]
+    text += (f". Stage 6 in the profile's setting ({record['profile_setting']}) reaches {six['measured']:.0%} "
+             f"of the {chosen['dtype']} matmul peak measured in the same run "
+             f"({peak['flops_per_second'] / 1e9:.0f} GFLOP/s): the target of {six['threshold']:.0%} is {verdict(six)}")
+    wide = next((r for r in settings if r["dtype"] == "float32" and not r["checkpointing"]
+                 and (r["batch"], r["seq_len"]) == (chosen["batch"], chosen["seq_len"])), None)
+    if wide is not None and chosen["dtype"] != "float32":
+        fp32_peak = record["matmul_peak"]["float32"]["flops_per_second"]
+        text += (f". In float32 the same stage uses {wide['stages']['6']['mfu']:.0%} of the float32 peak "
+                 f"({fp32_peak / 1e9:.0f} GFLOP/s) yet trains {wide['stages']['6']['tokens_per_second']:.0f} tokens "
+                 f"per second against {chosen['stages']['6']['tokens_per_second']:.0f}: bfloat16 autocast uses a "
+                 f"smaller share of a peak {peak['flops_per_second'] / fp32_peak:.1f} times as high: what does not "
+                 "speed up with it (work outside the matrix products, products too small to reach the peak) "
+                 "weighs more in its step")
+    fastest = fastest_on_profile_windows(record)
+    text += (f". Of the settings that train the profile's own windows ({chosen['batch']} x {chosen['seq_len']} "
+             f"tokens), {fastest['setting']} is the fastest that keeps frozen rows exact")
+    overall = record["fastest_exact_setting_stage6"]
+    if overall != fastest["setting"]:
+        other = next(r for r in settings if r["setting"] == overall)
+        text += (f"; {overall} is faster still ({other['stages']['6']['tokens_per_second']:.0f} tokens per second at "
+                 f"stage 6) but trains on windows of {other['seq_len']} tokens, a choice about what the model "
+                 "learns rather than about speed")
     return text
 
 
