@@ -406,18 +406,18 @@ def counting_scaling(megabytes: Sequence[float], speed: dict[str, Sequence[float
 def mfu_per_stage(series: dict[str, Sequence[float | None]], title: str):
     """The Performance page: model FLOPs utilisation (percent of the matmul peak in the step's dtype)
     of stages 1 to 7, one line per model and dtype; a stage not measured (None) is left out."""
-    fig, ax = _figure(height=4.2)
+    fig, ax = _figure(height=5.6)
     stages = np.arange(1, 8)
     for k, (name, values) in enumerate(series.items()):
         v = np.array([np.nan if y is None else 100 * y for y in values], dtype=float)
-        ax.plot(stages, v, "os^Dv"[k % 5] + "-", color=f"C{k % 10}", label=name)
+        ax.plot(stages, v, "os^Dvp"[k % 6] + "-", color=f"C{k % 10}", label=name)
     ax.axhline(50, color="0.5", linestyle=":", linewidth=1)
     ax.set_xticks(stages)
     ax.set_xlabel("stage")
     ax.set_ylabel("% of matmul peak")
     highest = max((100 * y for values in series.values() for y in values if y is not None), default=50.0)
-    ax.set_ylim(0, max(50.0, highest) * 1.6)  # the 50% line, and room above the lines for the legend
-    if series:
-        ax.legend(loc="upper left", ncol=1)
+    ax.set_ylim(0, max(50.0, highest) * 1.1)  # the 50% line always in view
+    if series:  # below the axes: six lines leave no corner of the plot free on a phone's width
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     ax.set_title(title)
     return fig
