@@ -151,7 +151,7 @@ def model_directory(path: str | os.PathLike, marker_name: str, model, tokenizer,
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
             model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
             config = json.loads((tmp / "config.json").read_text())
-            config["dtype"] = str(dtype).removeprefix("torch.")
+            config["dtype"] = stored
             write_json(tmp / "config.json", config)
         else:
             model.save_pretrained(tmp, safe_serialization=True)

@@ -150,16 +150,14 @@ def _copy_external_base(profile: Profile, paths: RunPaths, key: str) -> dict[str
 
 def _stored_dtype(where: Path) -> torch.dtype | None:
     """The one dtype of every floating-point tensor in a checkpoint folder's safetensors files
-    (read from their headers), or None if they are mixed, or not safetensors."""
-    import json
-    import struct
+    (read from their headers, no tensor loaded), or None if they are mixed, or not safetensors."""
+    from safetensors import safe_open
 
     names = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
     found = set()
     for file in sorted(where.glob("*.safetensors")):
-        with open(file, "rb") as f:
-            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-        found |= {t["dtype"] for name, t in header.items() if name != "__metadata__" and t["dtype"] in names}
+        with safe_open(file, framework="pt") as f:
+            found |= {f.get_slice(name).get_dtype() for name in f.keys()} & names.keys()
     return names[found.pop()] if len(found) == 1 else None
 
 
