@@ -44,6 +44,9 @@ def test_environment_yml_pins_agree_with_the_lock():
 def test_makefile_installs_under_the_lock_and_pins_torch():
     makefile = (ROOT / "Makefile").read_text()
     assert "-c $(LOCK) torch==2.13.0" in makefile
+    # Everything else goes in under the same lock, through the installer that the lock pins.
+    assert 'uv pip install --quiet --python $(BIN)/python -c $(LOCK) -e ".[dev]"' in makefile
+    assert lock_pins()["uv"]
     assert "LOCK := requirements/lock.txt" in makefile
 
 

@@ -73,11 +73,18 @@ def test_metrics_hold_every_model_and_korean_improves(micro_run):
     steps = {arm: a["training"]["steps"]["mean"] for arm, a in metrics["arms"].items()}
     equal_text = steps.pop("baseline:equal_text")
     assert len(set(steps.values())) == 1, steps
-    # equal text: as many more steps as the base tokenizer spends more tokens on the Korean text
+    # equal text: the Korean windows' steps grow by the tokens the base tokenizer spends more on
+    # Korean, the English windows' stay as they are, and English keeps its number of windows
     from eeve_lib.pipeline.training import korean_token_ratio
 
-    ratio = korean_token_ratio(load_profile("tiny", MICRO), micro_run["run_dir"])
-    assert ratio > 2 and equal_text == round(steps["seven_stages"] * ratio), (ratio, equal_text)
+    profile = load_profile("tiny", MICRO)
+    ratio, replay = korean_token_ratio(profile, micro_run["run_dir"]), profile.training.english_replay
+    korean_steps, english_steps = [b.steps * (1 - replay) for b in profile.training.schedule], [
+        b.steps * replay for b in profile.training.schedule]
+    expected = sum(round(k * ratio + e) for k, e in zip(korean_steps, english_steps))
+    assert ratio > 2 and equal_text == expected, (ratio, equal_text, expected)
+    seen = metrics["arms"]["baseline:equal_text"]["training"]["english_share_seen"]["mean"]
+    assert abs(seen * equal_text - replay * steps["seven_stages"]) < 0.1 * replay * steps["seven_stages"], seen
     for name, m in models.items():
         for language in ("korean", "english"):
             assert m[language]["bits_per_character"] > 0 and m[language]["tokens_per_character"] > 0, name

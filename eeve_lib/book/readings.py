@@ -230,7 +230,8 @@ def _equal_text(eeve: Mapping, plain: Mapping, verdict: str | None) -> str:
                HIGHER: "given the same text, training without new tokens learns more Korean, at "
                        f"{steps:.1f} times the steps",
                WITHIN: "the difference is within the spread of the seeds"}[verdict]
-    return (f". On equal text instead, the same Korean characters as the seven stages read, the baseline "
+    return (f". On equal text instead, the same Korean characters and English windows as the seven stages "
+            f"read, the baseline "
             f"needs {steps:.1f} times their optimizer steps ({_arm_mean(plain, 'steps'):,.0f}) and reaches "
             f"{_arm_mean(plain, ko):.2f} ± {_arm_mean(plain, ko, 'std'):.2f} Korean bits per character: "
             f"{verdict} for the seven stages, so {reading}")

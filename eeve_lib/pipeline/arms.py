@@ -18,11 +18,13 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from .arm import MAIN_ARM, ablation_arms, learning_rate_arms
+from .arm import MAIN_ARM, Arm, ablation_arms, learning_rate_arms
 from .evaluation import score_model
 from .paths import run_paths
 from .profiles import Profile
 from .training import arm_paths, arm_seeds, run_ablation
+
+EQUAL_TEXT = Arm("baseline:equal_text")
 
 
 def jobs(profile: Profile) -> list[tuple[int, list[str]]]:
@@ -37,6 +39,16 @@ def jobs(profile: Profile) -> list[tuple[int, list[str]]]:
             out.append((seed, first))
         out += [(seed, [a]) for a in arms if a not in first and (k == 0 or a not in single)]
     return out
+
+
+def longest_first(todo: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    """Jobs in the order to hand them to the workers: the equal-text baseline first (it trains the
+    most steps), then jobs of several arms, then the rest, each group in its own order. Two
+    workers finish together when the long jobs do not come last."""
+    def cost(job: tuple[int, list[str]]) -> int:
+        return 2 if any(Arm(a) == EQUAL_TEXT for a in job[1]) else 1 if len(job[1]) > 1 else 0
+
+    return sorted(todo, key=cost, reverse=True)
 
 
 def _model_name(profile: Profile, arm: str, seed: int, run_dir) -> str:
@@ -86,7 +98,7 @@ def run_arms(profile: Profile, run_dir=None, *, progress: bool = True) -> list[d
 
         root = str(run_paths(profile, run_dir).root)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_job, profile, root, seed, arms, 1) for seed, arms in todo]
+            futures = [pool.submit(run_job, profile, root, seed, arms, 1) for seed, arms in longest_first(todo)]
             for future in as_completed(futures):
                 results += future.result()
                 bar.update()
@@ -94,4 +106,4 @@ def run_arms(profile: Profile, run_dir=None, *, progress: bool = True) -> list[d
     return sorted(results, key=lambda r: (r["arm"], r["seed"]))
 
 
-__all__ = ["jobs", "run_job", "run_arms"]
+__all__ = ["jobs", "longest_first", "run_job", "run_arms"]

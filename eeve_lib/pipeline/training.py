@@ -9,6 +9,7 @@ Only the main process writes. Shown in chapters 03, 04 and 05 (ablations).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, replace
@@ -20,7 +21,7 @@ import torch
 from ..errors import TrainingError
 from ..method.embedding_init import Extension, extend_model, is_tied, plan_rows, untie_embeddings
 from ..method.lm import pack_documents
-from ..method.sampling import build_training_data
+from ..method.sampling import TrainingData, build_training_data
 from ..method.stage_loop import (ResumeState, StageLog, StageOptions, Validation, is_main_process, train_stage,
                                  wait_for_everyone)
 from ..method.stages import StageBudget, ablation_schedule, get_stage
@@ -209,6 +210,32 @@ def _completed(profile: Profile, run_dir, out: RunPaths, budgets: list[StageBudg
                           tuple(base_validation) if base_validation else None)
 
 
+# The training windows of the last few (tokenizer, corpus, settings) in this process. Chapter 05
+# runs many arms one after another in each worker process, mostly with the same tokenizer and
+# corpus; packing the corpus again took about 2 s of each ~37 s job at profile tiny.
+_TRAINING_DATA: dict[tuple, tuple[Sequence[str], Sequence[str], TrainingData]] = {}
+
+
+def _training_data(t, tokenizer, korean, english, base_size: int) -> TrainingData:
+    """:func:`build_training_data` for these corpora, remembered while the corpora are the same
+    objects (``load_corpus`` re-reads changed files into new ones) and the tokenizer the same."""
+    english_train = english.train if t.english_replay else ()  # () is one object: it matches itself
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    key = None if backend is None else (
+        hashlib.sha256(backend.to_str().encode()).hexdigest(), tokenizer.eos_token_id, t.seq_len, base_size,
+        t.new_token_bias, t.english_replay)
+    remembered = _TRAINING_DATA.get(key) if key else None
+    if remembered and remembered[0] is korean.train and remembered[1] is english_train:
+        return remembered[2]
+    data = build_training_data(tokenizer, korean.train, t.seq_len, base_size, t.new_token_bias, english_train,
+                               t.english_replay)
+    if key:
+        while len(_TRAINING_DATA) >= 4:
+            del _TRAINING_DATA[next(iter(_TRAINING_DATA))]
+        _TRAINING_DATA[key] = (korean.train, english_train, data)
+    return data
+
+
 def validation_set(profile: Profile, tokenizer, korean=None, english=None) -> Validation:
     """The fixed windows every stage is scored on: the Korean validation split and the first 2,000
     English validation documents, packed with ``tokenizer``."""
@@ -248,9 +275,7 @@ def run_schedule(profile: Profile, run_dir=None, *, schedule: Sequence[StageBudg
     else:
         model, tokenizer, base_tok, ext = initialise_unextended_model(profile, run_dir)
     korean, english = load_corpus(profile, "korean"), load_corpus(profile, "english")
-    t = profile.training
-    data = build_training_data(tokenizer, korean.train, t.seq_len, ext.base_size, t.new_token_bias,
-                               english.train if t.english_replay else (), t.english_replay)
+    data = _training_data(profile.training, tokenizer, korean, english, ext.base_size)
     validation, base_validation = None, None
     if validate:
         validation = validation_set(profile, tokenizer, korean, english)
@@ -353,13 +378,26 @@ def _train_main(profile: Profile, arm: Arm, out: RunPaths, main: RunPaths, run_d
 def _train_baseline(profile: Profile, arm: Arm, out: RunPaths, main: RunPaths, run_dir, **common) -> ScheduleResult:
     schedule = _no_expansion_schedule(profile, profile.ablations.baseline_lr_scale)
     if arm.value == "equal_text":
-        # The same Korean text as the seven stages, not the same tokens: the steps of the
-        # no-expansion baseline times how many more tokens the base tokenizer spends per character.
-        ratio = korean_token_ratio(profile, run_dir)
-        schedule = [replace(b, steps=max(1, round(b.steps * ratio))) for b in schedule]
+        schedule, replay = equal_text_budget(schedule, korean_token_ratio(profile, run_dir),
+                                             profile.training.english_replay)
+        profile = load_profile(profile, {"training.english_replay": replay})
     elif arm.value != "no_expansion":
         raise TrainingError(f"Ablation arm {arm!r}: use baseline:no_expansion or baseline:equal_text.")
     return run_schedule(profile, run_dir, schedule=schedule, output=out, expand=False, **_no_stages(common))
+
+
+def equal_text_budget(schedule: Sequence[StageBudget], korean_ratio: float, english_replay: float
+                      ) -> tuple[list[StageBudget], float]:
+    """The no-expansion baseline's steps and English-replay share for the same text as ``schedule``.
+
+    A share ``english_replay`` of the seven stages' windows is English, which both tokenizers
+    encode alike; the rest is Korean, which the base tokenizer spends ``korean_ratio`` times as
+    many tokens on. So each stage's steps grow by ``(1 - r) * korean_ratio + r``, and English
+    takes ``r`` over that factor of the windows: the same Korean characters and the same English
+    windows as the seven stages, in expectation (windows are drawn at random).
+    """
+    factor = (1 - english_replay) * korean_ratio + english_replay
+    return ([replace(b, steps=max(1, round(b.steps * factor))) for b in schedule], english_replay / factor)
 
 
 def _no_stages(common: dict) -> dict:
@@ -419,5 +457,5 @@ def load_stage_record(profile: Profile | str, run_dir=None, stage: int | None = 
 
 
 __all__ = ["initialise_extended_model", "initialise_unextended_model", "arm_seeds", "arm_paths",
-           "ARM_TRAINERS", "plan_extension", "resolve_schedule", "run_schedule", "run_ablation",
+           "ARM_TRAINERS", "equal_text_budget", "plan_extension", "resolve_schedule", "run_schedule", "run_ablation",
            "ScheduleResult", "load_stage_record", "schedule_key", "stage_options"]
