@@ -97,3 +97,33 @@ def test_a_new_arm_kind_is_one_entry_in_each_of_two_tables(monkeypatch):
     assert ablation_arms(profile)[-1] == "half_steps:1"
     training.run_ablation(profile, "half_steps:1", seed=profile.seed + 1)
     assert trained == [("half_steps:1", f"half_steps-1@seed{profile.seed + 1}")]
+
+
+@given(steps=st.lists(st.integers(1, 200), min_size=1, max_size=7), ratio=st.floats(1.0, 6.0),
+       replay=st.sampled_from([0.0, 0.25, 0.5, 0.75]))
+def test_the_equal_text_baseline_reads_the_same_korean_and_english_text(steps, ratio, replay):
+    from eeve_lib.method.stages import StageBudget
+    from eeve_lib.pipeline.training import equal_text_budget
+
+    schedule = [StageBudget(stage=6, steps=n, learning_rate=1e-3) for n in steps]
+    longer, share = equal_text_budget(schedule, ratio, replay)
+    for before, after in zip(schedule, longer):
+        # its Korean windows hold as many characters (ratio times the tokens), its English as many windows
+        assert after.steps * (1 - share) == pytest.approx(before.steps * (1 - replay) * ratio, abs=0.501)
+        assert after.steps * share == pytest.approx(before.steps * replay, abs=0.501)
+        assert after.learning_rate == before.learning_rate and after.stage == before.stage
+    assert 0 <= share <= replay
+
+
+def test_the_longest_jobs_are_handed_out_first():
+    from eeve_lib.pipeline.arms import jobs, longest_first
+
+    todo = jobs(load_profile("tiny"))
+    ordered = longest_first(todo)
+    assert sorted(ordered) == sorted(todo)
+    kinds = [("equal" if "baseline:equal_text" in arms else "several" if len(arms) > 1 else "one")
+             for _, arms in ordered]
+    assert kinds == sorted(kinds, key=["equal", "several", "one"].index)
+    # within a group, the order of jobs() is kept
+    assert [job for job in ordered if len(job[1]) == 1 and "baseline:equal_text" not in job[1]] == [
+        job for job in todo if len(job[1]) == 1 and "baseline:equal_text" not in job[1]]

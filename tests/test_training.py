@@ -196,3 +196,29 @@ def test_one_process_trains_in_float32_then_bfloat16_then_float32_again():
     precisions = [_accelerator(dtype, cpu).mixed_precision
                   for dtype in (torch.float32, torch.bfloat16, torch.float32)]
     assert precisions == ["no", "bf16", "no"]
+
+
+def test_a_process_packs_a_corpus_once_per_tokenizer(micro_profile, micro_expanded):
+    import dataclasses
+
+    from eeve_lib.pipeline import training
+    from eeve_lib.pipeline.base import load_base_tokenizer
+    from eeve_lib.pipeline.corpora import load_corpus
+    from eeve_lib.pipeline.vocabulary import load_target_tokenizer
+
+    korean, english = load_corpus(micro_profile, "korean"), load_corpus(micro_profile, "english")
+    target = load_target_tokenizer(micro_profile, micro_expanded)
+    t, base_size = micro_profile.training, len(load_base_tokenizer(micro_profile, micro_expanded))
+    first = training._training_data(t, target, korean, english, base_size)
+    assert training._training_data(t, target, korean, english, base_size) is first
+    # a tokenizer loaded again from the same files is the same tokenizer
+    assert training._training_data(t, load_target_tokenizer(micro_profile, micro_expanded), korean, english,
+                                   base_size) is first
+    # the base tokenizer, or a corpus read again (a new object), is packed anew, and packs the same
+    base = training._training_data(t, load_base_tokenizer(micro_profile, micro_expanded), korean, english,
+                                   base_size)
+    assert base is not first and not torch.equal(base.windows[:1], first.windows[:1])
+    reread = dataclasses.replace(korean, train=list(korean.train))
+    again = training._training_data(t, target, reread, english, base_size)
+    assert again is not first and torch.equal(again.windows, first.windows)
+    assert torch.equal(again.weights, first.weights)
