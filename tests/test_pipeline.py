@@ -79,10 +79,9 @@ def test_metrics_hold_every_model_and_korean_improves(micro_run):
 
     profile = load_profile("tiny", MICRO)
     ratio, replay = korean_token_ratio(profile, micro_run["run_dir"]), profile.training.english_replay
-    korean_steps, english_steps = [b.steps * (1 - replay) for b in profile.training.schedule], [
-        b.steps * replay for b in profile.training.schedule]
-    expected = sum(round(k * ratio + e) for k, e in zip(korean_steps, english_steps))
-    assert ratio > 2 and equal_text == expected, (ratio, equal_text, expected)
+    exact = steps["seven_stages"] * ((1 - replay) * ratio + replay)
+    # each stage of the baseline's schedule rounds its own steps
+    assert ratio > 2 and abs(equal_text - exact) <= 0.5 * len(profile.training.schedule), (ratio, equal_text)
     # as many English windows as the seven stages draw, within four binomial deviations
     share = metrics["arms"]["baseline:equal_text"]["training"]["english_share_seen"]["mean"]
     windows = equal_text * profile.training.batch_size
