@@ -43,6 +43,8 @@ SHORT: dict = {
     "evaluation.max_korean_chars": 400,
     "evaluation.max_english_chars": 400,
     "evaluation.max_new_tokens": 6,
+    # each model decodes it three times, token by token: 200 characters took ~46 s of this run
+    "evaluation.decoded_sentence_chars": 40,
     "evaluation.sentiment.items": 4,
     "evaluation.sentiment.shots": [0, 2],
     "evaluation.matching.items": 4,

@@ -271,6 +271,9 @@ class EvaluationSettings:
     korean_prompts: list[str] = field(default_factory=list)
     english_prompts: list[str] = field(default_factory=list)
     max_new_tokens: int = _allowed(1, default=32)
+    # The longest of the first 200 held-out Korean documents, cut to this many characters: the
+    # sentence chapter 05 decodes token by token to compare the models' decoding steps.
+    decoded_sentence_chars: int = _allowed(1, default=200)
     kobest: bool = False
     kobest_limit: int | None = _allowed(1, default=None)
     sentiment: SentimentSettings | None = None
