@@ -20,9 +20,12 @@ $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned and through pip, which takes the machine's CPU wheel: an unpinned torch
 	# would pull a multi-GB CUDA build. uv (pinned too) then installs the rest under the same lock,
-	# keeping that torch: ~5 s where pip took ~2 min.
+	# keeping that torch: ~5 s where pip took ~2 min. uv reads no pip configuration: where only pip
+	# reaches the package index (a mirror in pip.conf), pip installs the rest instead.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c $(LOCK) torch==2.13.0 uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(LOCK) -e ".[dev]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(LOCK) -e ".[dev]" \
+	  || { echo "uv could not install the packages; installing them with pip instead (a few minutes)"; \
+	       $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c $(LOCK) -e ".[dev]"; }
 	# Bytecode for every installed module, on every core (~40 s), as pip writes it one file at a
 	# time: where PYTHONDONTWRITEBYTECODE is set, each kernel would otherwise compile what it imports
 	# again (~8 s per chapter). Files that do not compile on this Python are skipped, as pip does.
