@@ -293,8 +293,8 @@ class AblationSettings:
     stage6: list[Literal["full", "lora", "qlora"]] = field(default_factory=list)
     # Baselines without new tokens: the base model and its own tokenizer, every parameter trained.
     # no_expansion: for the same compute as the seven stages (optimizer steps x tokens per step);
-    # equal_text: on as much Korean text as the seven stages read (the same characters), which takes
-    # the base tokenizer more tokens, so more steps.
+    # equal_text: on the text the seven stages read (the same Korean characters, which take the base
+    # tokenizer more tokens, so more steps, and the same English windows).
     baselines: list[Literal["no_expansion", "equal_text"]] = field(default_factory=list)
     # The seven stages at other English-replay shares (training.english_replay), e.g. [0.0, 0.5].
     english_replay: list[float] = field(default_factory=list)
