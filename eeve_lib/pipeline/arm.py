@@ -125,6 +125,7 @@ class Arm(str):
 
 MAIN_ARM = Arm("seven_stages")
 TIED_ARM = Arm("tied:seven_stages")
+EQUAL_TEXT = Arm("baseline:equal_text")  # the baseline that trains the most steps
 
 
 def ablation_arms(profile: Profile) -> list[Arm]:
@@ -143,4 +144,5 @@ def learning_rate_arms(profile: Profile) -> list[Arm]:
     return [a for a in ablation_arms(profile) if a.is_tuning]
 
 
-__all__ = ["Arm", "ArmError", "ArmKind", "ARM_KINDS", "MAIN_ARM", "TIED_ARM", "ablation_arms", "learning_rate_arms"]
+__all__ = ["Arm", "ArmError", "ArmKind", "ARM_KINDS", "MAIN_ARM", "TIED_ARM", "EQUAL_TEXT", "ablation_arms",
+           "learning_rate_arms"]

@@ -18,13 +18,11 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from .arm import MAIN_ARM, Arm, ablation_arms, learning_rate_arms
+from .arm import EQUAL_TEXT, MAIN_ARM, ablation_arms, learning_rate_arms
 from .evaluation import score_model
 from .paths import run_paths
 from .profiles import Profile
 from .training import arm_paths, arm_seeds, run_ablation
-
-EQUAL_TEXT = Arm("baseline:equal_text")
 
 
 def jobs(profile: Profile) -> list[tuple[int, list[str]]]:
@@ -45,10 +43,7 @@ def longest_first(todo: list[tuple[int, list[str]]]) -> list[tuple[int, list[str
     """Jobs in the order to hand them to the workers: the equal-text baseline first (it trains the
     most steps), then jobs of several arms, then the rest, each group in its own order. Two
     workers finish together when the long jobs do not come last."""
-    def cost(job: tuple[int, list[str]]) -> int:
-        return 2 if any(Arm(a) == EQUAL_TEXT for a in job[1]) else 1 if len(job[1]) > 1 else 0
-
-    return sorted(todo, key=cost, reverse=True)
+    return sorted(todo, key=lambda job: 2 if EQUAL_TEXT in job[1] else 1 if len(job[1]) > 1 else 0, reverse=True)
 
 
 def _model_name(profile: Profile, arm: str, seed: int, run_dir) -> str:
